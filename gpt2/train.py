@@ -1,0 +1,319 @@
+"""Train a GPT-2 on a text file: `python -m gpt2.train --data input.txt --out DIR`.
+
+The text is tokenized with GPT-2's tokenizer; the first 90% of the token stream trains and the last
+10% validates. AdamW (weight decay on matrices only), linear warmup then cosine decay, gradient
+clipping and accumulation, periodic validation, checkpoint + resume, and the result saved in Hugging
+Face's GPT-2 layout. Under `torchrun --nproc_per_node=N` it trains with DistributedDataParallel.
+"""
+
+import argparse
+import math
+import os
+import sys
+import time
+import urllib.request
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from .config import GPT2Config
+from .loss import chunked_cross_entropy
+from .model import GPT2
+from .tokenizer import get_tokenizer
+from .weights import ModelLoadError, load_pretrained
+
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare.txt"
+STATE_FILE = "train_state.pt"
+
+MODEL_PRESETS = {
+    "tiny": dict(num_layers=2, num_heads=2, embed_dim=32, block_size=64),
+    "shakespeare": dict(num_layers=6, num_heads=4, embed_dim=128, block_size=256),
+}
+
+
+@dataclass
+class Split:
+    train: torch.Tensor  # (N_train,) token ids
+    val: torch.Tensor  # (N_val,)
+
+
+def read_corpus(path: str | None) -> str:
+    """The training text: the given file, the project's shared copy, or (online) a fresh download."""
+    if path:
+        return Path(path).read_text(encoding="utf-8")
+    if DEFAULT_DATA.is_file():
+        return DEFAULT_DATA.read_text(encoding="utf-8")
+    print(f"downloading the corpus from {SHAKESPEARE_URL}", file=sys.stderr)
+    with urllib.request.urlopen(SHAKESPEARE_URL, timeout=30) as response:
+        return response.read().decode("utf-8")
+
+
+def split_tokens(text: str, val_fraction: float = 0.1) -> Split:
+    ids = torch.tensor(get_tokenizer().encode(text), dtype=torch.long)
+    n_train = int(len(ids) * (1 - val_fraction))
+    return Split(ids[:n_train], ids[n_train:])
+
+
+def sample_batch(tokens: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator):
+    """Random windows: inputs (B, T) and next-token targets (B, T)."""
+    starts = torch.randint(len(tokens) - block_size - 1, (batch_size,), generator=generator)
+    offsets = torch.arange(block_size + 1)
+    windows = tokens[starts[:, None] + offsets]  # (B, T + 1)
+    return windows[:, :-1], windows[:, 1:]
+
+
+def lm_loss(model, idx, targets) -> torch.Tensor:
+    """Mean next-token cross-entropy, through the chunked head (no full logits kept)."""
+    hidden = model(idx, return_hidden=True)
+    head = model.module if isinstance(model, DistributedDataParallel) else model
+    return chunked_cross_entropy(hidden, head.lm_head.weight, targets)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: GPT2, tokens: torch.Tensor, block_size: int, batch_size: int = 16, max_windows: int | None = None
+) -> float:
+    """Mean loss in nats per token over consecutive non-overlapping windows of the split."""
+    model.eval()
+    n_windows = (len(tokens) - 1) // block_size
+    if max_windows:
+        n_windows = min(n_windows, max_windows)
+    if n_windows == 0:
+        raise ValueError(f"the split has {len(tokens)} tokens, fewer than one window of {block_size + 1}")
+    windows = tokens[: n_windows * block_size + 1]
+    inputs = windows[:-1].view(n_windows, block_size)
+    targets = windows[1:].view(n_windows, block_size)
+    total = 0.0
+    for start in range(0, n_windows, batch_size):
+        hidden = model(inputs[start : start + batch_size], return_hidden=True)
+        total += chunked_cross_entropy(
+            hidden, model.lm_head.weight, targets[start : start + batch_size]
+        ).item() * hidden.size(0)
+    return total / n_windows
+
+
+def learning_rate(step: int, args) -> float:
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    progress = min(1.0, (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps))
+    return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: GPT2, args) -> torch.optim.AdamW:
+    matrices = [p for p in model.parameters() if p.dim() >= 2]  # weights and embeddings decay
+    vectors = [p for p in model.parameters() if p.dim() < 2]  # biases and LayerNorm gains do not
+    groups = [{"params": matrices, "weight_decay": args.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def autocast_dtype(choice: str, device: torch.device) -> torch.dtype | None:
+    """bfloat16 where this hardware computes it faster than float32 (CUDA, or CPUs with AMX/AVX512-BF16)."""
+    if choice == "float32":
+        return None
+    if choice == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return torch.bfloat16 if ("amx_bf16" in flags or "avx512_bf16" in flags) else None
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initializes the process group under torchrun."""
+    if "RANK" not in os.environ:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if backend == "nccl":
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local_rank)
+        return rank, world, torch.device("cuda", local_rank)
+    return rank, world, torch.device("cpu")
+
+
+def build_config(args) -> GPT2Config:
+    preset = MODEL_PRESETS[args.preset] if args.preset else {}
+    fields = {
+        name: getattr(args, name) if getattr(args, name) is not None else preset.get(name)
+        for name in ("num_layers", "num_heads", "embed_dim", "block_size")
+    }
+    missing = [name for name, value in fields.items() if value is None]
+    if missing:
+        raise SystemExit(f"error: give --preset or --{missing[0].replace('_', '-')}")
+    return GPT2Config(vocab_size=50257, dropout_p=args.dropout, **fields)
+
+
+def train(args) -> None:
+    rank, world, device = setup_distributed()
+    is_main = rank == 0
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    split = split_tokens(read_corpus(args.data))
+    config = build_config(args)
+    out = Path(args.out)
+    state_path = out / STATE_FILE
+
+    model = GPT2.from_config(config).to(device)
+    optimizer = make_optimizer(model, args)
+    start_step = 0
+    data_rng = torch.Generator().manual_seed(args.seed)  # same on every rank: each takes its slice of one global batch
+    if args.resume and state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        data_rng.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start_step = state["step"]
+        if is_main:
+            print(f"resumed from {state_path} at step {start_step}", file=sys.stderr)
+
+    ddp_model = DistributedDataParallel(model) if world > 1 else model
+    amp_dtype = autocast_dtype(args.dtype, device)
+    global_batch = args.batch_size * world
+    tokens_per_step = global_batch * config.block_size * args.grad_accum
+    if is_main:
+        print(
+            f"{model.num_parameters():,} parameters; {len(split.train):,} train / {len(split.val):,} val tokens; "
+            f"{tokens_per_step:,} tokens per step on {world} process(es); compute {amp_dtype or torch.float32}",
+            file=sys.stderr,
+        )
+
+    progress = tqdm(
+        range(start_step, args.max_steps),
+        initial=start_step,
+        total=args.max_steps,
+        disable=not is_main,
+        dynamic_ncols=True,
+    )
+    history = []
+    started = time.perf_counter()
+    for step in progress:
+        lr = learning_rate(step, args)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        step_loss = 0.0
+        for micro in range(args.grad_accum):
+            x, y = sample_batch(split.train, global_batch, config.block_size, data_rng)
+            x = x[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
+            y = y[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
+            sync = nullcontext() if (world == 1 or micro == args.grad_accum - 1) else ddp_model.no_sync()
+            autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+            with sync, autocast:
+                loss = lm_loss(ddp_model, x, y) / args.grad_accum
+            with sync:
+                loss.backward()
+            step_loss += loss.item()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        elapsed = time.perf_counter() - started
+        done_tokens = (step + 1 - start_step) * tokens_per_step
+        progress.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{done_tokens / elapsed:,.0f}")
+        last = step + 1 == args.max_steps
+        if is_main and (last or (args.eval_interval and (step + 1) % args.eval_interval == 0)):
+            val = evaluate(model, split.val, config.block_size, max_windows=args.eval_windows)
+            history.append((step + 1, step_loss, val, elapsed))
+            progress.write(f"step {step + 1}: train loss {step_loss:.4f}, val loss {val:.4f}, {elapsed / 60:.1f} min")
+            save_checkpoint(model, optimizer, data_rng, step + 1, out, args)
+        if args.time_limit and elapsed > args.time_limit * 60:
+            if is_main:
+                progress.write(f"time limit of {args.time_limit} min reached at step {step + 1}")
+                save_checkpoint(model, optimizer, data_rng, step + 1, out, args)
+            break
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def save_checkpoint(model, optimizer, data_rng, step, out: Path, args) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.save_dtype]
+    model.save_pretrained(out, dtype=save_dtype)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "data_rng": data_rng.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "step": step,
+    }
+    torch.save(state, out / (STATE_FILE + ".tmp"))
+    os.replace(out / (STATE_FILE + ".tmp"), out / STATE_FILE)
+
+
+def eval_only(args) -> None:
+    try:
+        model = load_pretrained(args.model or args.out)
+    except ModelLoadError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    split = split_tokens(read_corpus(args.data))
+    block_size = args.block_size or model.config.block_size
+    val = evaluate(model, split.val, block_size, max_windows=args.eval_windows)
+    print(f"validation loss: {val:.4f} nats/token over {len(split.val):,} held-out tokens (windows of {block_size})")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m gpt2.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data", help="UTF-8 text file to train on (default: ../shared/data/tinyshakespeare.txt, else downloaded)"
+    )
+    p.add_argument(
+        "--out", default="out/shakespeare", help="output directory: config.json, model.safetensors, train_state.pt"
+    )
+    p.add_argument("--preset", choices=sorted(MODEL_PRESETS), help="named model size; the flags below override it")
+    p.add_argument("--num-layers", type=int)
+    p.add_argument("--num-heads", type=int)
+    p.add_argument("--embed-dim", type=int)
+    p.add_argument("--block-size", type=int, help="context length in tokens")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per process per micro-step")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")
+    p.add_argument("--max-steps", type=int, default=2000)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--min-lr", type=float, default=1e-4, help="learning rate at the end of the cosine decay")
+    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--eval-interval", type=int, default=250, help="steps between validation passes and checkpoints")
+    p.add_argument("--eval-windows", type=int, help="cap on validation windows per pass (default: the whole split)")
+    p.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="compute dtype; auto picks bf16 only where it is faster",
+    )
+    p.add_argument("--save-dtype", choices=("float32", "float16", "bfloat16"), default="float32")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--time-limit", type=float, help="stop (and save) after this many minutes")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt if it exists")
+    p.add_argument("--eval-only", action="store_true", help="print the validation loss of --model (or --out) on --data")
+    p.add_argument("--model", help="checkpoint directory or Hub name for --eval-only")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.eval_only:
+        eval_only(args)
+    else:
+        train(args)
+
+
+if __name__ == "__main__":
+    main()

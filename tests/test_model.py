@@ -1,0 +1,84 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gpt2 import GPT2, PRESETS, GPT2Config, capture_attention
+
+
+def test_gpt2_small_parameter_count():
+    with torch.device("meta"):
+        model = GPT2(50257, 768, 12, 12, 1024)
+    assert model.num_parameters() == 124_439_808
+
+
+def test_architecture_is_gpt2():
+    model = GPT2(100, 32, 4, 2, 16)
+    block = model.blocks[0]
+    assert block.ln_1.eps == 1e-5 and block.ln_1.bias is not None and model.ln_f.eps == 1e-5
+    assert block.attn.c_attn.bias is not None and block.attn.c_proj.bias is not None
+    assert block.mlp.c_fc.out_features == 4 * 32 and block.mlp.gelu.approximate == "tanh"
+    assert model.lm_head.weight is model.wte.weight
+
+
+def test_gpt2_initialization():
+    torch.manual_seed(0)
+    model = GPT2(5000, 256, 4, 8, 64)
+    assert model.wte.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert model.blocks[0].attn.c_attn.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    residual_std = 0.02 / math.sqrt(2 * 8)
+    assert model.blocks[0].mlp.c_proj.weight.std().item() == pytest.approx(residual_std, rel=0.05)
+    assert model.blocks[0].attn.c_proj.weight.std().item() == pytest.approx(residual_std, rel=0.05)
+    assert torch.count_nonzero(model.blocks[0].attn.c_attn.bias) == 0
+
+
+def test_from_config_round_trip_and_presets():
+    config = GPT2Config(vocab_size=100, embed_dim=32, num_heads=4, num_layers=2, block_size=16, dropout_p=0.1)
+    model = GPT2.from_config(config)
+    assert model.config == config
+    assert GPT2Config.from_hf_dict(config.to_hf_dict()) == config
+    assert PRESETS["gpt2"].embed_dim == 768 and PRESETS["distilgpt2"].num_layers == 6
+    with pytest.raises(ValueError, match="divisible"):
+        GPT2Config(embed_dim=30, num_heads=4)
+
+
+def test_fused_and_explicit_attention_paths_agree(small_vocab_model):
+    idx = torch.randint(0, 100, (2, 32))
+    fast = small_vocab_model(idx)
+    with capture_attention(small_vocab_model):
+        explicit = small_vocab_model(idx)
+    assert (fast - explicit).abs().max().item() < 1e-5
+
+
+def test_kv_cache_matches_full_forward(small_vocab_model):
+    idx = torch.randint(0, 100, (2, 20))
+    full = small_vocab_model(idx)
+    cache = small_vocab_model.new_kv_cache(batch_size=2)
+    prefix = small_vocab_model(idx[:, :12], cache)
+    chunk = small_vocab_model(idx[:, 12:17], cache)  # several new tokens against a cache: bottom-right mask
+    steps = [small_vocab_model(idx[:, t : t + 1], cache) for t in range(17, 20)]
+    cached = torch.cat([prefix, chunk, *steps], dim=1)
+    assert cache.length == 20
+    assert (full - cached).abs().max().item() < 1e-5
+
+
+def test_forward_rejects_sequences_longer_than_block(small_vocab_model):
+    with pytest.raises(ValueError, match="block_size"):
+        small_vocab_model(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_hook_point_names_follow_transformerlens(small_vocab_model):
+    names = [name for name, _ in small_vocab_model.hook_points()]
+    assert names == [f"blocks.{i}.attn.hook_pattern" for i in range(3)]
+
+
+def test_training_mode_dropout_only_when_training():
+    torch.manual_seed(0)
+    model = GPT2(100, 32, 4, 2, 16, dropout_p=0.5)
+    idx = torch.randint(0, 100, (1, 16))
+    model.eval()
+    assert torch.equal(model(idx), model(idx))
+    model.train()
+    assert not torch.equal(model(idx), model(idx))
+    assert isinstance(model.drop, nn.Dropout)
