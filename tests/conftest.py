@@ -20,3 +20,45 @@ def tiny_model() -> GPT2:
 def small_vocab_model() -> GPT2:
     torch.manual_seed(0)
     return GPT2(vocab_size=100, embed_dim=32, num_heads=4, num_layers=3, block_size=32).eval()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The real app, launched as `python app.py` on 127.0.0.1 in a subprocess; yields its URL."""
+    import os
+    import subprocess
+    import time
+    import urllib.request
+
+    port = free_port()
+    env = dict(
+        os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False"
+    )
+    log_path = tmp_path_factory.mktemp("app") / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"the app did not start:\n{log_path.read_text()[-3000:]}") from None
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

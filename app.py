@@ -1,0 +1,296 @@
+"""GPT-2 Attention Explorer: type a prompt, watch GPT-2 write, and look at what every head attended to.
+
+`python app.py` serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override it, as
+Hugging Face Spaces does). All logic lives in `gpt2.explorer`; this file only wires widgets.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from gpt2 import explorer as ex
+
+try:  # ZeroGPU on Hugging Face Spaces; a no-op everywhere else
+    import spaces
+
+    on_gpu = spaces.GPU
+except ImportError:
+
+    def on_gpu(fn):
+        return fn
+
+
+MODELS = ex.ModelStore()
+ANALYSES = ex.AnalysisCache(budget_bytes=int(os.environ.get("EXPLORER_CACHE_BYTES", 1 << 30)))
+EXPORT_DIR = Path(tempfile.mkdtemp(prefix="gpt2-explorer-"))
+SESSION_TTL_S = 1800  # session state (token ids only) expires after 30 minutes
+
+EXAMPLES = [
+    [
+        "sword crown honey winter tongue lamb night castle bread river. sword crown honey winter tongue lamb night castle bread river."
+    ],
+    ["ROMEO:\nBut soft, what light through yonder window breaks?"],
+    ["The quick brown fox jumps over the lazy dog because"],
+    ["First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\nFirst Citizen:\n"],
+]
+EMPTY_SESSION = {"model": ex.BUNDLED_NAME, "ids": [], "prompt_len": 0}
+
+
+def _analysis(session):
+    if not session or not session.get("ids"):
+        raise ex.UserInputError("generate some text first")
+    model = MODELS.get(session["model"])
+    ids = session["ids"][-model.config.block_size :]
+    return model, ANALYSES.get(session["model"], model, ids)
+
+
+# ---- generation -------------------------------------------------------------------------------------
+
+
+@on_gpu
+def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, session):
+    """Stream (text, token chips, session, status) as tokens arrive."""
+    try:
+        settings = ex.check_settings(max_new_tokens, temperature, top_k, top_p, seed)
+        model = MODELS.get(model_name)
+        prompt = ex.clean_text(prompt)
+        prompt_ids, note = ex.encode_prompt(prompt, model.config.block_size)
+    except ex.UserInputError as exc:
+        yield gr.skip(), gr.skip(), session, f"⚠ {exc}"
+        return
+    session = {"model": ex.ModelStore.resolve(model_name), "ids": prompt_ids, "prompt_len": len(prompt_ids)}
+    status = note or f"Generating {settings.max_new_tokens} tokens with {session['model']}…"
+    yield prompt, ex.token_chips(prompt_ids, len(prompt_ids)), session, status
+    for text, ids in ex.stream_generation(model, prompt_ids, settings):
+        session = {**session, "ids": ids}
+        yield prompt + text, ex.token_chips(ids, len(prompt_ids)), session, status
+    done = f"Done: {len(session['ids']) - len(prompt_ids)} new tokens. Click a token to see what it attended to."
+    yield gr.skip(), gr.skip(), session, (note + " " if note else "") + done
+
+
+def switch_model(model_name, session):
+    """Load the chosen model; if that fails, say why and stay on the current one."""
+    current = (session or EMPTY_SESSION)["model"]
+    try:
+        MODELS.get(model_name)
+    except ex.UserInputError as exc:
+        return current, f"⚠ {exc}. Staying on {current}."
+    return model_name, f"Loaded {model_name}."
+
+
+# ---- views ------------------------------------------------------------------------------------------
+
+
+def _head(head_value, mean_heads):
+    layer, head = ex.parse_head_choice(head_value)
+    return layer, (ex.MEAN if mean_heads else head), head
+
+
+def _query(analysis, query):
+    last = len(analysis.ids) - 1
+    return last if query is None or query < 0 or query > last else query
+
+
+@on_gpu
+def refresh_views(session, head_value, mean_heads, hide_sink, log_scale, score_name, query):
+    """Everything below the text after new tokens: head list, heatmap, grid, chips, next-token bars."""
+    try:
+        model, analysis = _analysis(session)
+        choices = ex.head_choices(analysis)
+        if head_value not in [value for _, value in choices]:
+            head_value = choices[0][1]
+        layer, head, grid_head = _head(head_value, mean_heads)
+        query = _query(analysis, query)
+        heatmap, note = ex.heatmap_view(analysis, layer, head, hide_sink, log_scale)
+        grid, score_fig = ex.grid_view(analysis, score_name, (layer, grid_head))
+        chips = ex.attention_chips(analysis, layer, head, query, hide_sink)
+        bars = ex.next_token_view(model, analysis, query)
+    except ex.UserInputError as exc:
+        return (gr.skip(),) * 7 + (f"⚠ {exc}",)
+    return gr.update(choices=choices, value=head_value), heatmap, note, grid, score_fig, chips, bars, gr.skip()
+
+
+@on_gpu
+def update_head(session, head_value, mean_heads, hide_sink, log_scale, score_name, query):
+    """A new head or option: the heatmap, the outlines in the grid, and the query's chips."""
+    try:
+        _, analysis = _analysis(session)
+        layer, head, grid_head = _head(head_value, mean_heads)
+        heatmap, note = ex.heatmap_view(analysis, layer, head, hide_sink, log_scale)
+        grid, score_fig = ex.grid_view(analysis, score_name, (layer, grid_head))
+        chips = ex.attention_chips(analysis, layer, head, _query(analysis, query), hide_sink)
+    except ex.UserInputError as exc:
+        return (gr.skip(),) * 5 + (f"⚠ {exc}",)
+    return heatmap, note, grid, score_fig, chips, gr.skip()
+
+
+@on_gpu
+def select_query(session, head_value, mean_heads, hide_sink, evt: gr.SelectData):
+    """A token chip was clicked: it becomes the query."""
+    try:
+        model, analysis = _analysis(session)
+        query = _query(analysis, evt.index if isinstance(evt.index, int) else evt.index[0])
+        layer, head, _ = _head(head_value, mean_heads)
+        chips = ex.attention_chips(analysis, layer, head, query, hide_sink)
+        bars = ex.next_token_view(model, analysis, query)
+    except ex.UserInputError as exc:
+        return gr.skip(), gr.skip(), gr.skip(), f"⚠ {exc}"
+    status = f"Query: token {query} '{chips[query][0][1:-1]}'."
+    return query, chips, bars, status
+
+
+def export_files(session, head_value, mean_heads, hide_sink, log_scale):
+    """The current text's attention (all layers and heads, .npz) and the current heatmap (.html)."""
+    try:
+        _, analysis = _analysis(session)
+        layer, head, _ = _head(head_value, mean_heads)
+        heatmap, _ = ex.heatmap_view(analysis, layer, head, hide_sink, log_scale)
+    except ex.UserInputError as exc:
+        return gr.skip(), f"⚠ {exc}"
+    folder = Path(tempfile.mkdtemp(dir=EXPORT_DIR))
+    npz = ex.save_npz(analysis, folder / "attention.npz", session["model"])
+    html = ex.save_html(heatmap, folder / f"heatmap-layer{layer}-head{head}.html")
+    return [
+        str(npz),
+        str(html),
+    ], "Exported: attention.npz (all layers and heads, with the tokens) and the heatmap as HTML."
+
+
+# ---- API endpoints ----------------------------------------------------------------------------------
+
+
+def api_generate(
+    prompt: str,
+    model: str = ex.BUNDLED_NAME,
+    max_new_tokens: int = 40,
+    temperature: float = 0.8,
+    top_k: int = 50,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> str:
+    """Generate a continuation; returns the prompt followed by the generated text."""
+    try:
+        settings = ex.check_settings(max_new_tokens, temperature, top_k, top_p, seed)
+        loaded = MODELS.get(model)
+        prompt = ex.clean_text(prompt)
+        prompt_ids, _ = ex.encode_prompt(prompt, loaded.config.block_size)
+    except ex.UserInputError as exc:
+        raise gr.Error(str(exc)) from None
+    text = ""
+    for piece, _ in ex.stream_generation(loaded, prompt_ids, settings):
+        text = piece
+    return prompt + text
+
+
+def api_attention(prompt: str, model: str = ex.BUNDLED_NAME, layer: int = 0, head: int = 0) -> dict:
+    """One head's attention over the prompt: {"tokens": [...], "attention": [[...]]}, rows are queries."""
+    try:
+        loaded = MODELS.get(model)
+        prompt_ids, _ = ex.encode_prompt(prompt, loaded.config.block_size)
+        analysis = ANALYSES.get(ex.ModelStore.resolve(model), loaded, prompt_ids)
+        return ex.attention_json(analysis, layer, head)
+    except ex.UserInputError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+# ---- layout -----------------------------------------------------------------------------------------
+
+with gr.Blocks(title="GPT-2 Attention Explorer") as demo:
+    gr.Markdown(
+        "# GPT-2 Attention Explorer\n"
+        "Type a prompt and press **Generate**: the text streams in token by token. Then explore what every "
+        "attention head looked at: click a token to make it the query, pick a head from the list (roles are "
+        "detected for you), and hover the heatmap for exact values."
+    )
+    session = gr.State(EMPTY_SESSION, time_to_live=SESSION_TTL_S)
+    query = gr.State(-1, time_to_live=SESSION_TTL_S)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            model_name = gr.Dropdown(list(ex.MODEL_CHOICES), value=ex.BUNDLED_NAME, label="Model")
+            prompt = gr.Textbox(label="Prompt", lines=4, max_length=ex.MAX_PROMPT_CHARS, elem_id="prompt")
+            gr.Examples(EXAMPLES, inputs=prompt, label="Examples (the first repeats a sequence: watch induction heads)")
+            with gr.Accordion("Sampling", open=False):
+                max_new_tokens = gr.Slider(1, ex.MAX_NEW_TOKENS, value=40, step=1, label="Max new tokens")
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = greedy)")
+                top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k (0 = off)")
+                top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p (1 = off)")
+                seed = gr.Number(value=0, precision=0, label="Seed")
+            with gr.Row():
+                generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+            status = gr.Textbox(label="Status", interactive=False, max_lines=2, elem_id="status")
+        with gr.Column(scale=2):
+            output = gr.Textbox(label="Text (prompt + generated)", lines=6, interactive=False, elem_id="output")
+            chips = gr.HighlightedText(
+                label="Tokens (click one to make it the query)",
+                color_map={"prompt": "#9ecae1", "generated": "#fdae6b"},
+                show_legend=True,
+                combine_adjacent=False,
+                elem_id="chips",
+            )
+    with gr.Row():
+        head_choice = gr.Dropdown(
+            choices=[], label="Head (role and scores on the current text)", scale=3, elem_id="head"
+        )
+        mean_heads = gr.Checkbox(label="Mean over the layer's heads", value=False)
+        hide_sink = gr.Checkbox(label="Hide first-token sink (renormalize)", value=False)
+        log_scale = gr.Checkbox(label="Log colour scale", value=False)
+    with gr.Row():
+        with gr.Column(scale=3):
+            heatmap = gr.Plot(label="Attention: queries down, keys across", elem_id="heatmap")
+            heatmap_note = gr.Textbox(label="Note", interactive=False, max_lines=2)
+        with gr.Column(scale=2):
+            attn_chips = gr.HighlightedText(
+                label="What the query attends to (brightest = most)", combine_adjacent=False, elem_id="attn-chips"
+            )
+            next_tokens = gr.Plot(label="Next-token probabilities at the query", elem_id="next-tokens")
+    with gr.Row():
+        with gr.Column(scale=3):
+            grid = gr.Plot(label="Every head at a glance (layers down, heads across)", elem_id="grid")
+        with gr.Column(scale=2):
+            score_name = gr.Radio(list(ex.SCORE_CHOICES), value="previous-token", label="Head score")
+            score_fig = gr.Plot(label="Head scores", elem_id="scores")
+    with gr.Row():
+        export_btn = gr.Button("Export attention (.npz) and heatmap (.html)")
+        exports = gr.File(label="Downloads", file_count="multiple", interactive=False)
+
+    view_inputs = [session, head_choice, mean_heads, hide_sink, log_scale, score_name, query]
+    refresh_outputs = [head_choice, heatmap, heatmap_note, grid, score_fig, attn_chips, next_tokens, status]
+    head_outputs = [heatmap, heatmap_note, grid, score_fig, attn_chips, status]
+
+    generation = generate_btn.click(lambda: -1, outputs=query, api_visibility="private").then(
+        run_generation,
+        inputs=[prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, session],
+        outputs=[output, chips, session, status],
+        api_visibility="private",
+    )
+    generation.then(refresh_views, view_inputs, refresh_outputs, api_visibility="private")
+    stop_btn.click(None, cancels=[generation], api_visibility="private").then(
+        refresh_views, view_inputs, refresh_outputs, api_visibility="private"
+    )
+    model_name.input(switch_model, [model_name, session], [model_name, status], api_visibility="private")
+    for control in (head_choice, mean_heads, hide_sink, log_scale):
+        control.input(update_head, view_inputs, head_outputs, api_visibility="private")
+    score_name.input(update_head, view_inputs, head_outputs, api_visibility="private")
+    chips.select(
+        select_query,
+        [session, head_choice, mean_heads, hide_sink],
+        [query, attn_chips, next_tokens, status],
+        api_visibility="private",
+    )
+    export_btn.click(export_files, view_inputs[:5], [exports, status], api_visibility="private")
+
+    gr.api(api_generate, api_name="generate")
+    gr.api(api_attention, api_name="attention")
+
+demo.queue(default_concurrency_limit=4, max_size=64)
+
+if __name__ == "__main__":
+    MODELS.get(ex.BUNDLED_NAME)  # load before the first request
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        allowed_paths=[str(EXPORT_DIR)],
+    )
