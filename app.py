@@ -70,8 +70,9 @@ def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p
     yield gr.skip(), gr.skip(), session, (note + " " if note else "") + done
 
 
-def switch_model(model_name, session):
-    """Load the chosen model; if that fails, say why and stay on the current one."""
+def switch_model(model_name, session, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's idiom
+    """Load the chosen model (the Hub download's progress bar shows in the UI); if that fails, say why
+    and stay on the current one."""
     current = (session or EMPTY_SESSION)["model"]
     try:
         MODELS.get(model_name)

@@ -7,6 +7,7 @@ Face's GPT-2 layout. Under `torchrun --nproc_per_node=N` it trains with Distribu
 """
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -30,6 +31,7 @@ from .weights import ModelLoadError, load_pretrained
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare.txt"
 STATE_FILE = "train_state.pt"
+HISTORY_FILE = "history.json"
 
 MODEL_PRESETS = {
     "tiny": dict(num_layers=2, num_heads=2, embed_dim=32, block_size=64),
@@ -60,11 +62,21 @@ def split_tokens(text: str, val_fraction: float = 0.1) -> Split:
     return Split(ids[:n_train], ids[n_train:])
 
 
-def sample_batch(tokens: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator):
-    """Random windows: inputs (B, T) and next-token targets (B, T)."""
+def sample_batch(
+    tokens: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator, repeat_fraction: float = 0.0
+):
+    """Random windows: inputs (B, T) and next-token targets (B, T).
+
+    With `repeat_fraction`, that share of the windows holds a stretch of text followed by the same
+    stretch again: text that rewards copying from context, which is what induction heads do.
+    """
     starts = torch.randint(len(tokens) - block_size - 1, (batch_size,), generator=generator)
     offsets = torch.arange(block_size + 1)
     windows = tokens[starts[:, None] + offsets]  # (B, T + 1)
+    if repeat_fraction > 0:
+        repeat = torch.rand(batch_size, generator=generator) < repeat_fraction
+        half = (block_size + 2) // 2
+        windows[repeat] = windows[repeat, :half].repeat(1, 2)[:, : block_size + 1]
     return windows[:, :-1], windows[:, 1:]
 
 
@@ -196,45 +208,75 @@ def train(args) -> None:
         disable=not is_main,
         dynamic_ncols=True,
     )
-    history = []
+    history_path = out / HISTORY_FILE
+    history = json.loads(history_path.read_text()) if args.resume and history_path.is_file() else []
     started = time.perf_counter()
     for step in progress:
         lr = learning_rate(step, args)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
-        step_loss = 0.0
+        step_loss = torch.zeros((), device=device)
         for micro in range(args.grad_accum):
-            x, y = sample_batch(split.train, global_batch, config.block_size, data_rng)
+            x, y = sample_batch(split.train, global_batch, config.block_size, data_rng, args.repeat_fraction)
             x = x[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
             y = y[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
             sync = nullcontext() if (world == 1 or micro == args.grad_accum - 1) else ddp_model.no_sync()
             autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
-            with sync, autocast:
-                loss = lm_loss(ddp_model, x, y) / args.grad_accum
-            with sync:
+            with sync:  # only the last micro-step all-reduces the accumulated gradients
+                with autocast:
+                    loss = lm_loss(ddp_model, x, y) / args.grad_accum
                 loss.backward()
-            step_loss += loss.item()
+            step_loss += loss.detach()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
         elapsed = time.perf_counter() - started
+        out_of_time = bool(args.time_limit and elapsed > args.time_limit * 60)
+        if world > 1:  # every rank logs the global mean loss and stops at the same step
+            dist.all_reduce(step_loss, op=dist.ReduceOp.AVG)
+            flag = torch.tensor(float(out_of_time), device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        train_loss = step_loss.item()
         done_tokens = (step + 1 - start_step) * tokens_per_step
-        progress.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{done_tokens / elapsed:,.0f}")
-        last = step + 1 == args.max_steps
+        progress.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{done_tokens / elapsed:,.0f}")
+        last = step + 1 == args.max_steps or out_of_time
+        if last and world > 1:
+            check_in_sync(model)
+            if is_main:
+                progress.write(f"all {world} processes hold identical weights")
         if is_main and (last or (args.eval_interval and (step + 1) % args.eval_interval == 0)):
             val = evaluate(model, split.val, config.block_size, max_windows=args.eval_windows)
-            history.append((step + 1, step_loss, val, elapsed))
-            progress.write(f"step {step + 1}: train loss {step_loss:.4f}, val loss {val:.4f}, {elapsed / 60:.1f} min")
+            history.append(
+                dict(
+                    step=step + 1,
+                    tokens=(step + 1) * tokens_per_step,
+                    train_loss=train_loss,
+                    val_loss=val,
+                    minutes=elapsed / 60,
+                )
+            )
+            progress.write(f"step {step + 1}: train loss {train_loss:.4f}, val loss {val:.4f}, {elapsed / 60:.1f} min")
             save_checkpoint(model, optimizer, data_rng, step + 1, out, args)
-        if args.time_limit and elapsed > args.time_limit * 60:
+            history_path.write_text(json.dumps(history, indent=1) + "\n")
+        if out_of_time:
             if is_main:
                 progress.write(f"time limit of {args.time_limit} min reached at step {step + 1}")
-                save_checkpoint(model, optimizer, data_rng, step + 1, out, args)
             break
     if world > 1:
         dist.destroy_process_group()
+
+
+def check_in_sync(model: GPT2) -> None:
+    """Raise if the processes' weights differ (DDP keeps them equal by averaging every gradient)."""
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    drift = max((g - flat).abs().max().item() for g in gathered)
+    if drift > 0:
+        raise RuntimeError(f"processes drifted apart: max weight difference {drift:.3g}")
 
 
 def save_checkpoint(model, optimizer, data_rng, step, out: Path, args) -> None:
@@ -281,6 +323,12 @@ def parse_args(argv=None):
     p.add_argument("--embed-dim", type=int)
     p.add_argument("--block-size", type=int, help="context length in tokens")
     p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument(
+        "--repeat-fraction",
+        type=float,
+        default=0.0,
+        help="share of training windows made of a text stretch repeated twice",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="sequences per process per micro-step")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")
     p.add_argument("--max-steps", type=int, default=2000)

@@ -1,0 +1,230 @@
+"""Speed and memory, ours vs Hugging Face transformers, on the same weights, in one run.
+
+    python bench/bench.py              # full sizes: GPT-2 small (124M, random weights) and the bundled model
+    python bench/bench.py --quick      # tiny sizes, seconds; what the test suite runs
+    python bench/bench.py --json out.json
+
+Each row runs in its own subprocess so its peak RSS is its own; timings are medians of several
+repetitions. Rows: decode tokens/s (float32 and bfloat16) vs `GPT2LMHeadModel.generate`; the
+machine's floor (one matrix-vector product per weight matrix, i.e. the bytes a decode step must
+read) and memory read bandwidth; the analysis pass (every head's attention) vs transformers'
+eager attention with output_attentions=True; app-level first-token latency and figure build time.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SIZES = {
+    "full": dict(
+        embed_dim=768,
+        num_heads=12,
+        num_layers=12,
+        block_size=1024,
+        prompt=16,
+        new_tokens=128,
+        lengths=(128, 512, 1024),
+        reps=5,
+    ),
+    "quick": dict(
+        embed_dim=64, num_heads=4, num_layers=2, block_size=256, prompt=8, new_tokens=16, lengths=(32,), reps=1
+    ),
+}
+
+
+def median_time(fn, reps: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def build_pair(size):
+    """Our GPT2 and transformers' GPT2LMHeadModel holding the same random weights."""
+    import tempfile
+
+    import transformers
+
+    from gpt2 import GPT2
+
+    torch.manual_seed(0)
+    hf_config = transformers.GPT2Config(
+        n_embd=size["embed_dim"], n_head=size["num_heads"], n_layer=size["num_layers"], n_positions=size["block_size"]
+    )
+    reference = transformers.GPT2LMHeadModel(hf_config).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        reference.save_pretrained(tmp)
+        ours = GPT2.from_pretrained(tmp)
+    return ours, reference
+
+
+def row_decode(size, dtype_name: str) -> dict:
+    ours, reference = build_pair(size)
+    dtype = getattr(torch, dtype_name)
+    ours, reference = ours.to(dtype), reference.to(dtype)
+    idx = torch.randint(0, 50257, (1, size["prompt"]))
+    n = size["new_tokens"]
+    with torch.inference_mode():
+        t_ours = median_time(lambda: ours.generate(idx, n, temperature=0), size["reps"])
+        t_ref = median_time(
+            lambda: reference.generate(idx, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=50256),
+            size["reps"],
+        )
+    return {"ours_tok_s": n / t_ours, "reference_tok_s": n / t_ref, "ratio": t_ref / t_ours}
+
+
+def row_floor(size) -> dict:
+    """One matrix-vector product per weight matrix (what every decode step must read), and bandwidth."""
+    from gpt2 import GPT2
+
+    torch.manual_seed(0)
+    model = GPT2(50257, size["embed_dim"], size["num_heads"], size["num_layers"], size["block_size"])
+    mats = [p.detach() for name, p in model.named_parameters() if p.dim() == 2 and name != "wpe.weight"]
+    vectors = {m.shape[1]: torch.randn(m.shape[1]) for m in mats}
+
+    def one_token():
+        for m in mats:
+            torch.mv(m, vectors[m.shape[1]])
+
+    t = median_time(one_token, size["reps"] * 4)
+    big = torch.randn(64 * 2**20 if size is SIZES["full"] else 4 * 2**20)  # 256 MiB / 16 MiB of float32
+    t_read = median_time(lambda: big.sum(), size["reps"] * 4)
+    weight_bytes = sum(m.numel() * m.element_size() for m in mats)
+    return {"floor_tok_s": 1 / t, "weight_bytes": weight_bytes, "read_GB_s": big.numel() * 4 / t_read / 1e9}
+
+
+def row_analysis(size, length: int) -> dict:
+    from gpt2 import capture_attention
+
+    ours, reference = build_pair(size)
+    reference.config._attn_implementation = "eager"
+    idx = torch.randint(0, 50257, (1, length))
+
+    def ours_pass():
+        with capture_attention(ours) as maps:
+            ours(idx, return_hidden=True)
+        return maps
+
+    with torch.inference_mode():
+        t_ours = median_time(ours_pass, size["reps"])
+        t_ref = median_time(lambda: reference(idx, output_attentions=True), size["reps"])
+    return {"T": length, "ours_s": t_ours, "reference_s": t_ref, "ratio": t_ref / t_ours}
+
+
+def row_app(size, bundled: bool) -> dict:
+    from gpt2 import GPT2, explorer
+    from gpt2.plots import figure_bytes
+
+    if bundled:
+        model = GPT2.from_pretrained(explorer.BUNDLED_DIR)
+    else:
+        torch.manual_seed(0)
+        model = GPT2(50257, size["embed_dim"], size["num_heads"], size["num_layers"], size["block_size"]).eval()
+    prompt_ids = list(range(1000, 1000 + size["prompt"]))
+    settings = explorer.check_settings(8, 0, 0, 1.0, 0)
+
+    def first_token():
+        next(explorer.stream_generation(model, prompt_ids, settings))
+
+    t_first = median_time(first_token, size["reps"])
+    ids = list(range(2000, 2000 + min(256, model.config.block_size)))
+    start = time.perf_counter()
+    analysis = explorer.analyze(model, ids)
+    t_analysis = time.perf_counter() - start
+    start = time.perf_counter()
+    heatmap, _ = explorer.heatmap_view(analysis, 0, 0)
+    t_heatmap = time.perf_counter() - start
+    start = time.perf_counter()
+    grid, scores = explorer.grid_view(analysis, "induction", (0, 0))
+    t_grid = time.perf_counter() - start
+    return {
+        "model": "bundled" if bundled else "random GPT-2 shape",
+        "first_token_s": t_first,
+        "analysis_s": t_analysis,
+        "heatmap_s": t_heatmap,
+        "heatmap_bytes": figure_bytes(heatmap),
+        "grid_s": t_grid,
+        "grid_bytes": figure_bytes(grid) + figure_bytes(scores),
+    }
+
+
+def run_row(name: str, size_name: str, *args) -> dict:
+    """Run one row in a fresh interpreter; returns its result plus its own peak RSS."""
+    code = (
+        "import json, resource, sys; sys.argv = ['bench']; "
+        f"sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench; "
+        f"out = bench.ROWS[{name!r}](bench.SIZES[{size_name!r}], *{args!r}); "
+        "out['peak_rss_MB'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; print(json.dumps(out))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"row {name} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+ROWS = {"decode": row_decode, "floor": row_floor, "analysis": row_analysis, "app": row_app}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for the test suite")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    size_name = "quick" if args.quick else "full"
+    size = SIZES[size_name]
+    results = {"size": size_name, "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": {}}
+    rows = results["rows"]
+    rows["decode float32"] = run_row("decode", size_name, "float32")
+    rows["decode bfloat16"] = run_row("decode", size_name, "bfloat16")
+    rows["floor"] = run_row("floor", size_name)
+    for length in size["lengths"]:
+        rows[f"analysis T={length}"] = run_row("analysis", size_name, length)
+    rows["app (bundled)"] = run_row("app", size_name, True)
+    rows["app (GPT-2 shape)"] = run_row("app", size_name, False)
+
+    floor = rows["floor"]["floor_tok_s"]
+    print(f"{size_name} sizes, {results['threads']} threads, torch {results['torch']}")
+    print(f"{'row':28s} {'ours':>14s} {'reference':>14s} {'ratio':>7s} {'peak RSS':>10s}")
+    for name in ("decode float32", "decode bfloat16"):
+        r = rows[name]
+        print(
+            f"{name:28s} {r['ours_tok_s']:10.1f} tok/s {r['reference_tok_s']:10.1f} tok/s {r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB"
+        )
+    f32 = rows["decode float32"]["ours_tok_s"]
+    print(
+        f"{'floor (matvec per weight)':28s} {floor:10.1f} tok/s {'':>14s} {'':>7s} {rows['floor']['peak_rss_MB']:8.0f} MB"
+    )
+    print(
+        f"  our float32 decode is {f32 / floor:.0%} of the floor; bf16 is {rows['decode bfloat16']['ours_tok_s'] / f32:.2f}x our float32;"
+        f" memory read bandwidth {rows['floor']['read_GB_s']:.1f} GB/s"
+    )
+    for length in size["lengths"]:
+        r = rows[f"analysis T={length}"]
+        print(
+            f"{'analysis T=' + str(length):28s} {r['ours_s'] * 1000:11.1f} ms {r['reference_s'] * 1000:11.1f} ms {r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB"
+        )
+    for name in ("app (bundled)", "app (GPT-2 shape)"):
+        r = rows[name]
+        print(
+            f"{name:28s} first token {r['first_token_s'] * 1000:.0f} ms; analysis {r['analysis_s'] * 1000:.0f} ms; heatmap {r['heatmap_s'] * 1000:.0f} ms"
+            f" ({r['heatmap_bytes'] / 1e3:.0f} kB); grid+scores {r['grid_s'] * 1000:.0f} ms ({r['grid_bytes'] / 1e3:.0f} kB); peak RSS {r['peak_rss_MB']:.0f} MB"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

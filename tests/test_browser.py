@@ -1,0 +1,211 @@
+"""End to end in a real browser: the app streams text, draws the heatmap with hover values, switches
+heads, and shows hostile prompt text as text (never as HTML) without a dialog, a page error or a
+console error. Also saves `assets/screenshot.png`.
+
+Uses Playwright's sync API with Debian's Chromium (`/usr/bin/chromium`); skipped when either is missing.
+"""
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+expect = sync_api.expect
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "assets" / "screenshot.png"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 120_000  # generous: the test machine may be small and busy
+
+SCRIPT = "<script>alert(1)</script>"
+HOSTILE = f"ROMEO:\n{SCRIPT} <img src=x onerror=alert(1)> ${{alert(1)}} javascript:alert(1) </textarea> <b>bold</b>"
+HOVER_RE = re.compile(r"query '.*' \(\d+\) → key '.*' \(\d+\): \d\.\d{3}")
+HEAD_RE = re.compile(r"L(\d+) H(\d+) · (.+?) \(prev \d\.\d\d, ind \d\.\d\d, sink \d\.\d\d\)")
+PLOTS = ("#heatmap", "#next-tokens", "#grid", "#scores")
+
+# Records every distinct length of the output textarea's value, polled every few milliseconds in the
+# page itself (a round trip from Python per poll could miss a quick stream).
+RECORD_LENGTHS = """() => {
+    const area = document.querySelector('#output textarea');
+    window.__lengths = [area.value.length];
+    window.__recorder = setInterval(() => {
+        const n = area.value.length;
+        if (window.__lengths[window.__lengths.length - 1] !== n) window.__lengths.push(n);
+    }, 2);
+}"""
+STOP_RECORDING = "() => { clearInterval(window.__recorder); return window.__lengths; }"
+
+
+def _wait_done(page) -> list[str]:
+    """Wait until generation has finished and the views below show the new text; return its token chips."""
+    expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Done: \d+ new tokens"), timeout=WAIT_MS)
+    chips = page.locator("#chips .token .text").all_text_contents()
+    # the views are drawn by a second event once generation ends: wait for the next-token chart of the
+    # last token (the query resets to it) and a heatmap over exactly these tokens
+    expect(page.locator("#next-tokens .gtitle")).to_have_text(
+        f"next token after '{chips[-1]}' ({len(chips) - 1})", timeout=WAIT_MS
+    )
+    page.wait_for_function(
+        """([n, first]) => {
+            const plot = document.querySelector('#heatmap .js-plotly-plot');
+            const y = plot && plot.data && plot.data[0] && plot.data[0].y;
+            const text = (s) => new DOMParser().parseFromString(s, 'text/html').documentElement.textContent;
+            return Boolean(y) && y.length === n && text(y[0]) === first;
+        }""",
+        arg=[len(chips), f"'{chips[0]}' (0)"],
+        timeout=WAIT_MS,
+    )
+    expect(page.locator("#head input")).to_have_value(HEAD_RE, timeout=WAIT_MS)
+    return chips
+
+
+def _plot_area(page, plot="#heatmap"):
+    box = page.locator(f"{plot} .nsewdrag").first.bounding_box()
+    assert box and box["width"] > 50 and box["height"] > 50, box
+    return box
+
+
+def _hover_cell(page, query: int, key: int, n: int) -> str:
+    """Hover the heatmap cell (query row, key column) of an n-token map; return plotly's hover label."""
+    box = _plot_area(page)
+    x = box["x"] + (key + 0.5) / n * box["width"]
+    y = box["y"] + (query + 0.5) / n * box["height"]  # the y axis is reversed: query 0 on top
+    page.mouse.move(1, 1)  # leave first, so a label from an earlier hover cannot be read
+    expect(page.locator("#heatmap .hoverlayer .hovertext")).to_have_count(0, timeout=WAIT_MS)
+    page.mouse.move(x, y, steps=3)
+    label = page.locator("#heatmap .hoverlayer .hovertext")
+    expect(label).to_have_text(HOVER_RE, timeout=WAIT_MS)
+    return label.text_content()
+
+
+def _choose_head(page, index: int) -> tuple[str, str]:
+    """Pick the index-th entry of the head dropdown; return (its label, the heatmap title it should give)."""
+    page.locator("#head input").click()
+    options = page.get_by_role("option")
+    expect(options.nth(index)).to_be_visible(timeout=WAIT_MS)
+    label = options.nth(index).inner_text().replace("✓", "").strip()
+    match = HEAD_RE.fullmatch(label)
+    assert match, label
+    layer, head, role = match.groups()
+    options.nth(index).click()
+    return label, f"layer {layer}, head {head} ({role})"
+
+
+def _plot_texts(page) -> list[str]:
+    return page.locator(", ".join(f"{plot} svg text" for plot in PLOTS)).all_text_contents()
+
+
+def test_browser_end_to_end(app_server):
+    errors, page_errors, dialogs = [], [], []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.on("console", lambda msg: msg.type == "error" and errors.append(f"{msg.text} at {msg.location}"))
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+
+            def on_dialog(dialog):
+                dialogs.append(f"{dialog.type}: {dialog.message}")
+                dialog.dismiss()
+
+            page.on("dialog", on_dialog)
+            page.goto(app_server, wait_until="load", timeout=WAIT_MS)
+            expect(page.locator("#generate")).to_be_visible(timeout=WAIT_MS)
+
+            # ---- 1. hostile prompt, streamed output ---------------------------------------------------
+            page.locator("#prompt textarea").fill(HOSTILE)
+            page.evaluate(RECORD_LENGTHS)
+            start = time.monotonic()
+            page.locator("#generate").click()
+            chip_texts = _wait_done(page)
+            lengths = page.evaluate(STOP_RECORDING)
+            output = page.locator("#output textarea").input_value()
+            print(f"generation and views: {time.monotonic() - start:.1f} s; output lengths seen: {lengths}")
+            assert output.startswith(HOSTILE) and len(output) > len(HOSTILE), output
+            assert lengths[-1] == len(output) == max(lengths), lengths
+            intermediate = {n for n in lengths if 0 < n < len(output)}
+            assert len(intermediate) >= 2, f"the text did not stream: lengths seen {lengths}"
+
+            # ---- 2. hostile text shows as text ----------------------------------------------------------
+            n_tokens = len(chip_texts)
+            assert n_tokens > 10, chip_texts
+            assert SCRIPT in "".join(chip_texts), chip_texts
+            for selector in ("img[src='x']", "[onerror]", "a[href^='javascript']", "b:has-text('bold')"):
+                assert page.locator(selector).count() == 0, selector
+            for area in ("#chips", "#attn-chips", "#output", "#status", *PLOTS):
+                assert page.locator(f"{area} b, {area} img").count() == 0, area
+            # plotly turns <b> into a bold tspan and <a> into an svg link: neither may come from the text
+            assert page.locator(", ".join(f"{p} svg tspan[style*='bold'], {p} svg a" for p in PLOTS)).count() == 0
+            assert not page.evaluate("() => [...document.scripts].some(s => s.textContent.includes('alert('))"), (
+                "an injected <script> element"
+            )
+            assert not dialogs, dialogs
+            texts = _plot_texts(page)
+            ticks = page.locator("#heatmap .xtick text, #heatmap .ytick text").all_text_contents()
+            assert any(re.fullmatch(r"'.*[<>].*' \(\d+\)", t) for t in ticks), ticks  # "<", ">" as characters
+            # labels are escaped once, for plotly; a second escape would show entities as text
+            assert not [t for t in texts if re.search(r"&(lt|gt|amp|quot|#x?[0-9a-f]+);", t)], texts
+
+            # ---- 3. hover a cell: any lower-left cell, then the cell "script" -> "<" ------------------
+            box = _plot_area(page)
+            page.mouse.move(box["x"] + 0.25 * box["width"], box["y"] + 0.75 * box["height"], steps=3)
+            label = page.locator("#heatmap .hoverlayer .hovertext")
+            expect(label).to_have_text(HOVER_RE, timeout=WAIT_MS)
+            assert HOVER_RE.fullmatch(label.text_content()), label.text_content()
+            lt = chip_texts.index("<")
+            assert chip_texts[lt + 1] == "script", chip_texts
+            hover = _hover_cell(page, lt + 1, lt, n_tokens)
+            assert re.fullmatch(rf"query 'script' \({lt + 1}\) → key '<' \({lt}\): \d\.\d{{3}}", hover), hover
+
+            # ---- 4. click the "<" token: it becomes the query ----------------------------------------
+            page.locator("#chips .token").nth(lt).click()
+            expect(page.locator("#status textarea")).to_have_value(f"Query: token {lt} '<'.", timeout=WAIT_MS)
+            expect(page.locator("#next-tokens .gtitle")).to_have_text(f"next token after '<' ({lt})", timeout=WAIT_MS)
+            expect(page.locator("#attn-chips .token .text").nth(lt)).to_have_text("[<]", timeout=WAIT_MS)
+
+            # ---- 5. another head from the dropdown --------------------------------------------------
+            title = page.locator("#heatmap .gtitle")
+            first_head, first_title = page.locator("#head input").input_value(), title.text_content()
+            assert first_head.startswith("L0 H0 · ") and first_title.startswith("layer 0, head 0 ("), first_title
+            label, expected_title = _choose_head(page, 2)
+            assert label.startswith("L0 H2 · ") and label != first_head, label
+            expect(page.locator("#head input")).to_have_value(label, timeout=WAIT_MS)
+            expect(title).to_have_text(expected_title, timeout=WAIT_MS)
+            assert expected_title != first_title
+            hover = _hover_cell(page, lt + 1, lt, n_tokens)
+            assert re.fullmatch(rf"query 'script' \({lt + 1}\) → key '<' \({lt}\): \d\.\d{{3}}", hover), hover
+
+            # ---- 6. a benign example for the screenshot ---------------------------------------------
+            page.get_by_role("button", name=re.compile(r"^sword crown honey")).first.click()
+            expect(page.locator("#prompt textarea")).to_have_value(re.compile(r"^sword crown honey"), timeout=WAIT_MS)
+            page.locator("#generate").click()
+            expect(page.locator("#output textarea")).to_have_value(re.compile(r"^sword crown honey"), timeout=WAIT_MS)
+            _wait_done(page)
+            # the same head stays chosen (its scores are those of the new text)
+            expect(page.locator("#head input")).to_have_value(
+                re.compile(rf"^{label.split(' · ')[0]} · "), timeout=WAIT_MS
+            )
+            expect(title).to_have_text(re.compile(rf"^{re.escape(expected_title.split(' (')[0])} \("), timeout=WAIT_MS)
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
+
+    # No filtering: the app makes no request that fails (favicon included), so any console error counts.
+    assert not dialogs, dialogs
+    assert not page_errors, page_errors
+    assert not errors, errors

@@ -1,0 +1,126 @@
+"""The training CLI: single process, resume, eval-only, and DDP on 2 CPU processes."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gpt2 import GPT2
+from gpt2.loss import chunked_cross_entropy
+from gpt2.train import learning_rate, parse_args
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--preset", "tiny", "--dropout", "0", "--threads", "1", "--eval-windows", "4", "--eval-interval", "2"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    words = [
+        "king",
+        "queen",
+        "sword",
+        "crown",
+        "night",
+        "day",
+        "love",
+        "death",
+        "honour",
+        "blood",
+        "war",
+        "peace",
+        "rose",
+        "thorn",
+        "lord",
+        "lady",
+    ]
+    gen = torch.Generator().manual_seed(0)
+    lines = [" ".join(words[i] for i in torch.randint(len(words), (12,), generator=gen).tolist()) for _ in range(800)]
+    path = tmp_path_factory.mktemp("data") / "corpus.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def run(args, cwd=ROOT, torchrun=False):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"] if torchrun else [sys.executable]
+    result = subprocess.run([*command, "-m", "gpt2.train", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def weights(path):
+    return load_file(path / "model.safetensors")
+
+
+def assert_same_weights(a, b, atol):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=atol), name
+
+
+def test_chunked_loss_equals_plain_cross_entropy():
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 37, 16, requires_grad=True)
+    weight = torch.randn(300, 16, requires_grad=True)
+    targets = torch.randint(0, 300, (2, 37))
+    plain = torch.nn.functional.cross_entropy((hidden @ weight.t()).view(-1, 300), targets.view(-1))
+    plain.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    ours = chunked_cross_entropy(hidden, weight, targets, chunk_size=10)
+    (2 * ours).backward()
+    assert torch.allclose(ours, plain, atol=1e-5)
+    assert torch.allclose(hidden.grad, 2 * grads[0], atol=1e-6) and torch.allclose(weight.grad, 2 * grads[1], atol=1e-6)
+
+
+def test_learning_rate_schedule():
+    args = parse_args(["--lr", "1e-3", "--min-lr", "1e-4", "--warmup-steps", "10", "--max-steps", "110"])
+    assert learning_rate(0, args) == pytest.approx(1e-4)
+    assert learning_rate(9, args) == pytest.approx(1e-3)
+    assert learning_rate(60, args) == pytest.approx(5.5e-4)
+    assert learning_rate(110, args) == pytest.approx(1e-4)
+
+
+def test_train_saves_a_loadable_hf_checkpoint_and_eval_only(tmp_path, corpus):
+    out = tmp_path / "run"
+    result = run([*TINY, "--data", str(corpus), "--out", str(out), "--max-steps", "4", "--batch-size", "2"])
+    assert re.search(r"step 4: train loss [\d.]+, val loss [\d.]+", result.stdout + result.stderr)
+    assert {"config.json", "model.safetensors", "train_state.pt", "history.json"} <= {p.name for p in out.iterdir()}
+    model = GPT2.from_pretrained(out)
+    assert model.config.num_layers == 2 and not model.training
+    evaluation = run(["--eval-only", "--model", str(out), "--data", str(corpus), "--eval-windows", "4"])
+    assert re.match(r"validation loss: \d+\.\d{4} nats/token", evaluation.stdout)
+
+
+def test_resume_continues_exactly(tmp_path, corpus):
+    constant_lr = [
+        "--lr",
+        "1e-3",
+        "--min-lr",
+        "1e-3",
+        "--warmup-steps",
+        "0",
+        "--batch-size",
+        "2",
+        "--data",
+        str(corpus),
+    ]
+    run([*TINY, *constant_lr, "--out", str(tmp_path / "straight"), "--max-steps", "4"])
+    run([*TINY, *constant_lr, "--out", str(tmp_path / "split"), "--max-steps", "2"])
+    result = run([*TINY, *constant_lr, "--out", str(tmp_path / "split"), "--max-steps", "4", "--resume"])
+    assert "resumed from" in result.stderr and "at step 2" in result.stderr
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"), atol=1e-6)
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path, corpus):
+    if shutil.which("torchrun") is None and not hasattr(torch.distributed, "run"):
+        pytest.skip("torch.distributed.run is unavailable")
+    common = [*TINY, "--data", str(corpus), "--max-steps", "4", "--grad-accum", "2"]
+    two = run([*common, "--out", str(tmp_path / "two"), "--batch-size", "2"], torchrun=True)
+    assert "all 2 processes hold identical weights" in two.stdout + two.stderr
+    run([*common, "--out", str(tmp_path / "one"), "--batch-size", "4"])  # the same global batch
+    assert_same_weights(weights(tmp_path / "two"), weights(tmp_path / "one"), atol=1e-5)
