@@ -89,6 +89,11 @@ def _head(head_value, mean_heads):
     return layer, (ex.MEAN if mean_heads else head), head
 
 
+def _note(note):
+    """The pooling note, shown only when there is one."""
+    return gr.update(value=note, visible=bool(note))
+
+
 def _query(analysis, query):
     last = len(analysis.ids) - 1
     return last if query is None or query < 0 or query > last else query
@@ -97,6 +102,8 @@ def _query(analysis, query):
 @on_gpu
 def refresh_views(session, head_value, mean_heads, hide_sink, log_scale, score_name, query):
     """Everything below the text after new tokens: head list, heatmap, grid, chips, next-token bars."""
+    if not session or not session.get("ids"):
+        return (gr.skip(),) * 8  # nothing generated yet: leave the views (and any error message) alone
     try:
         model, analysis = _analysis(session)
         choices = ex.head_choices(analysis)
@@ -110,7 +117,7 @@ def refresh_views(session, head_value, mean_heads, hide_sink, log_scale, score_n
         bars = ex.next_token_view(model, analysis, query)
     except ex.UserInputError as exc:
         return (gr.skip(),) * 7 + (f"⚠ {exc}",)
-    return gr.update(choices=choices, value=head_value), heatmap, note, grid, score_fig, chips, bars, gr.skip()
+    return gr.update(choices=choices, value=head_value), heatmap, _note(note), grid, score_fig, chips, bars, gr.skip()
 
 
 @on_gpu
@@ -124,7 +131,7 @@ def update_head(session, head_value, mean_heads, hide_sink, log_scale, score_nam
         chips = ex.attention_chips(analysis, layer, head, _query(analysis, query), hide_sink)
     except ex.UserInputError as exc:
         return (gr.skip(),) * 5 + (f"⚠ {exc}",)
-    return heatmap, note, grid, score_fig, chips, gr.skip()
+    return heatmap, _note(note), grid, score_fig, chips, gr.skip()
 
 
 @on_gpu
@@ -240,19 +247,21 @@ with gr.Blocks(title="GPT-2 Attention Explorer") as demo:
         log_scale = gr.Checkbox(label="Log colour scale", value=False)
     with gr.Row():
         with gr.Column(scale=3):
-            heatmap = gr.Plot(label="Attention: queries down, keys across", elem_id="heatmap")
-            heatmap_note = gr.Textbox(label="Note", interactive=False, max_lines=2)
+            heatmap = gr.Plot(label="Attention: queries down, keys across", show_label=False, elem_id="heatmap")
+            heatmap_note = gr.Textbox(label="Note", interactive=False, max_lines=2, visible=False)
         with gr.Column(scale=2):
             attn_chips = gr.HighlightedText(
                 label="What the query attends to (brightest = most)", combine_adjacent=False, elem_id="attn-chips"
             )
-            next_tokens = gr.Plot(label="Next-token probabilities at the query", elem_id="next-tokens")
+            next_tokens = gr.Plot(
+                label="Next-token probabilities at the query", show_label=False, elem_id="next-tokens"
+            )
     with gr.Row():
         with gr.Column(scale=3):
-            grid = gr.Plot(label="Every head at a glance (layers down, heads across)", elem_id="grid")
+            grid = gr.Plot(label="Every head at a glance (layers down, heads across)", show_label=False, elem_id="grid")
         with gr.Column(scale=2):
             score_name = gr.Radio(list(ex.SCORE_CHOICES), value="previous-token", label="Head score")
-            score_fig = gr.Plot(label="Head scores", elem_id="scores")
+            score_fig = gr.Plot(label="Head scores", show_label=False, elem_id="scores")
     with gr.Row():
         export_btn = gr.Button("Export attention (.npz) and heatmap (.html)")
         exports = gr.File(label="Downloads", file_count="multiple", interactive=False)

@@ -313,7 +313,7 @@ def attention_chips(
     analysis: Analysis, layer, head, query: int, hide_sink: bool = False
 ) -> list[tuple[str, float | None]]:
     """Tokens coloured by how much `query` attends to each (scaled so the strongest key is 1), as in
-    bertviz's head view; the query itself and later tokens carry no score."""
+    bertviz's head view; the query, bracketed, scores its attention to itself; later tokens carry none."""
     layer, head = check_head(analysis, layer, head)
     query = min(max(0, _as_int(query, "query")), len(analysis.ids) - 1)
     row = head_map(analysis, layer, head, hide_sink)[query, : query + 1]
@@ -321,10 +321,8 @@ def attention_chips(
     chips = []
     for n, tok in enumerate(analysis.tokens):
         text = plots.visible_token(tok)
-        if n == query:
-            chips.append((f"[{text}]", None))
-        elif n < query:
-            chips.append((text, round(float(row[n]) / scale, 3)))
+        if n <= query:
+            chips.append((f"[{text}]" if n == query else text, round(float(row[n]) / scale, 3)))
         else:
             chips.append((text, None))
     return chips

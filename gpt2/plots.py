@@ -104,9 +104,12 @@ def attention_heatmap(
         )
     )
     fig.update_layout(
-        title=dict(text=escape_label(title), x=0.01),
+        # in the container's top margin, which grows to fit, so it stays clear of the key labels below it
+        title=dict(
+            text=escape_label(title), x=0.01, xanchor="left", y=0.995, yref="container", yanchor="top", automargin=True
+        ),
         plot_bgcolor=MASKED_COLOR,  # NaN cells (the future) show the background: visibly masked
-        margin=dict(l=10, r=10, t=40, b=10),
+        margin=dict(l=10, r=10, t=30, b=10),
         height=max(420, min(760, 18 * n + 140)),
         xaxis=dict(
             title="key (attended to)", side="top", tickangle=-60, type="category", showgrid=False, automargin=True
@@ -168,8 +171,9 @@ def head_grid(maps: np.ndarray, roles: list[list[str]], selected: tuple[int, int
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
     fig.update_layout(
+        title=dict(text="Every head at a glance: layers down, heads across", x=0.01, font=dict(size=14)),
         height=max(320, min(1400, 110 * L + 60)),
-        margin=dict(l=5, r=5, t=20, b=5),
+        margin=dict(l=5, r=5, t=40, b=5),
         plot_bgcolor="white",
     )
     return fig

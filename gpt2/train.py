@@ -177,6 +177,11 @@ def train(args) -> None:
     state_path = out / STATE_FILE
 
     model = GPT2.from_config(config).to(device)
+    if args.init_from:  # start from another checkpoint's weights, with a fresh optimizer and schedule
+        model.load_state_dict(load_pretrained(args.init_from).state_dict())
+    seq_len = args.seq_len or config.block_size
+    if not 1 < seq_len <= config.block_size:
+        raise SystemExit(f"error: --seq-len must be between 2 and the block size {config.block_size}")
     optimizer = make_optimizer(model, args)
     start_step = 0
     data_rng = torch.Generator().manual_seed(args.seed)  # same on every rank: each takes its slice of one global batch
@@ -193,7 +198,7 @@ def train(args) -> None:
     ddp_model = DistributedDataParallel(model) if world > 1 else model
     amp_dtype = autocast_dtype(args.dtype, device)
     global_batch = args.batch_size * world
-    tokens_per_step = global_batch * config.block_size * args.grad_accum
+    tokens_per_step = global_batch * seq_len * args.grad_accum
     if is_main:
         print(
             f"{model.num_parameters():,} parameters; {len(split.train):,} train / {len(split.val):,} val tokens; "
@@ -218,7 +223,7 @@ def train(args) -> None:
         model.train()
         step_loss = torch.zeros((), device=device)
         for micro in range(args.grad_accum):
-            x, y = sample_batch(split.train, global_batch, config.block_size, data_rng, args.repeat_fraction)
+            x, y = sample_batch(split.train, global_batch, seq_len, data_rng, args.repeat_fraction)
             x = x[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
             y = y[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
             sync = nullcontext() if (world == 1 or micro == args.grad_accum - 1) else ddp_model.no_sync()
@@ -323,6 +328,10 @@ def parse_args(argv=None):
     p.add_argument("--embed-dim", type=int)
     p.add_argument("--block-size", type=int, help="context length in tokens")
     p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument(
+        "--seq-len", type=int, help="training window length, at most the block size (default: the block size)"
+    )
+    p.add_argument("--init-from", help="start from this checkpoint's weights (fresh optimizer and schedule)")
     p.add_argument(
         "--repeat-fraction",
         type=float,

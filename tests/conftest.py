@@ -31,12 +31,19 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    """The real app, launched as `python app.py` on 127.0.0.1 in a subprocess; yields its URL."""
+def app_server(app_process):
+    """The URL of the real app."""
+    return app_process.url
+
+
+@pytest.fixture(scope="session")
+def app_process(tmp_path_factory):
+    """The real app, launched as `python app.py` on 127.0.0.1 in a subprocess: yields its url and pid."""
     import os
     import subprocess
     import time
     import urllib.request
+    from types import SimpleNamespace
 
     port = free_port()
     env = dict(
@@ -56,7 +63,7 @@ def app_server(tmp_path_factory):
                 proc.kill()
                 raise RuntimeError(f"the app did not start:\n{log_path.read_text()[-3000:]}") from None
             time.sleep(0.5)
-    yield url
+    yield SimpleNamespace(url=url, pid=proc.pid)
     proc.terminate()
     try:
         proc.wait(timeout=10)

@@ -29,7 +29,9 @@ LAUNCH_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-WAIT_MS = 120_000  # generous: the test machine may be small and busy
+NEW_TOKENS = 100
+WAIT_MS = 120_000  # generous, for anything the server does: the test machine may be small and busy
+HOVER_MS = 10_000  # plotly draws hover labels in the page itself
 
 SCRIPT = "<script>alert(1)</script>"
 HOSTILE = f"ROMEO:\n{SCRIPT} <img src=x onerror=alert(1)> ${{alert(1)}} javascript:alert(1) </textarea> <b>bold</b>"
@@ -50,9 +52,10 @@ RECORD_LENGTHS = """() => {
 STOP_RECORDING = "() => { clearInterval(window.__recorder); return window.__lengths; }"
 
 
-def _wait_done(page) -> list[str]:
+def _wait_done(page, new_tokens: int) -> list[str]:
     """Wait until generation has finished and the views below show the new text; return its token chips."""
-    expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Done: \d+ new tokens"), timeout=WAIT_MS)
+    status = page.locator("#status textarea")
+    expect(status).to_have_value(re.compile(rf"^Done: {new_tokens} new tokens"), timeout=WAIT_MS)
     chips = page.locator("#chips .token .text").all_text_contents()
     # the views are drawn by a second event once generation ends: wait for the next-token chart of the
     # last token (the query resets to it) and a heatmap over exactly these tokens
@@ -74,8 +77,13 @@ def _wait_done(page) -> list[str]:
 
 
 def _plot_area(page, plot="#heatmap"):
-    box = page.locator(f"{plot} .nsewdrag").first.bounding_box()
+    """The plot area's box in the viewport (scrolled into view: the mouse only reaches what is shown)."""
+    area = page.locator(f"{plot} .nsewdrag").first
+    area.scroll_into_view_if_needed()
+    box = area.bounding_box()
+    viewport = page.viewport_size
     assert box and box["width"] > 50 and box["height"] > 50, box
+    assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], (box, viewport)
     return box
 
 
@@ -85,10 +93,10 @@ def _hover_cell(page, query: int, key: int, n: int) -> str:
     x = box["x"] + (key + 0.5) / n * box["width"]
     y = box["y"] + (query + 0.5) / n * box["height"]  # the y axis is reversed: query 0 on top
     page.mouse.move(1, 1)  # leave first, so a label from an earlier hover cannot be read
-    expect(page.locator("#heatmap .hoverlayer .hovertext")).to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator("#heatmap .hoverlayer .hovertext")).to_have_count(0, timeout=HOVER_MS)
     page.mouse.move(x, y, steps=3)
     label = page.locator("#heatmap .hoverlayer .hovertext")
-    expect(label).to_have_text(HOVER_RE, timeout=WAIT_MS)
+    expect(label).to_have_text(HOVER_RE, timeout=HOVER_MS)
     return label.text_content()
 
 
@@ -128,10 +136,16 @@ def test_browser_end_to_end(app_server):
 
             # ---- 1. hostile prompt, streamed output ---------------------------------------------------
             page.locator("#prompt textarea").fill(HOSTILE)
+            # a longer text than the default 40 tokens, so that streaming shows on a fast machine too
+            page.get_by_text("Sampling", exact=True).click()
+            max_tokens = page.get_by_label("Max new tokens", exact=False).and_(page.locator("input[type=number]"))
+            max_tokens.fill(str(NEW_TOKENS))
+            max_tokens.press("Tab")
+            page.get_by_text("Sampling", exact=True).click()  # closed again: the layout as a user first sees it
             page.evaluate(RECORD_LENGTHS)
             start = time.monotonic()
             page.locator("#generate").click()
-            chip_texts = _wait_done(page)
+            chip_texts = _wait_done(page, NEW_TOKENS)
             lengths = page.evaluate(STOP_RECORDING)
             output = page.locator("#output textarea").input_value()
             print(f"generation and views: {time.monotonic() - start:.1f} s; output lengths seen: {lengths}")
@@ -164,7 +178,7 @@ def test_browser_end_to_end(app_server):
             box = _plot_area(page)
             page.mouse.move(box["x"] + 0.25 * box["width"], box["y"] + 0.75 * box["height"], steps=3)
             label = page.locator("#heatmap .hoverlayer .hovertext")
-            expect(label).to_have_text(HOVER_RE, timeout=WAIT_MS)
+            expect(label).to_have_text(HOVER_RE, timeout=HOVER_MS)
             assert HOVER_RE.fullmatch(label.text_content()), label.text_content()
             lt = chip_texts.index("<")
             assert chip_texts[lt + 1] == "script", chip_texts
@@ -194,7 +208,7 @@ def test_browser_end_to_end(app_server):
             expect(page.locator("#prompt textarea")).to_have_value(re.compile(r"^sword crown honey"), timeout=WAIT_MS)
             page.locator("#generate").click()
             expect(page.locator("#output textarea")).to_have_value(re.compile(r"^sword crown honey"), timeout=WAIT_MS)
-            _wait_done(page)
+            _wait_done(page, NEW_TOKENS)
             # the same head stays chosen (its scores are those of the new text)
             expect(page.locator("#head input")).to_have_value(
                 re.compile(rf"^{label.split(' · ')[0]} · "), timeout=WAIT_MS

@@ -161,8 +161,10 @@ def test_chips_show_whitespace_and_query_attention(hostile_analysis):
     query = 5
     attn_chips = ex.attention_chips(hostile_analysis, 0, 1, query)
     scores = [score for _, score in attn_chips]
-    assert scores[query] is None and all(s is None for s in scores[query + 1 :])
-    assert max(scores[:query]) == 1.0 and all(0 <= s <= 1 for s in scores[:query])
+    assert all(s is None for s in scores[query + 1 :])
+    assert max(scores[: query + 1]) == 1.0 and all(0 <= s <= 1 for s in scores[: query + 1])
+    row = hostile_analysis.maps[0, 1, query, : query + 1]
+    assert np.allclose(scores[: query + 1], row / row.max(), atol=1e-3)
     assert attn_chips[query][0].startswith("[")
 
 
