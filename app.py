@@ -139,7 +139,13 @@ def select_query(session, head_value, mean_heads, hide_sink, evt: gr.SelectData)
     """A token chip was clicked: it becomes the query."""
     try:
         model, analysis = _analysis(session)
-        query = _query(analysis, evt.index if isinstance(evt.index, int) else evt.index[0])
+        clicked = evt.index if isinstance(evt.index, int) else evt.index[0]
+        query = clicked - (len(session["ids"]) - len(analysis.ids))  # the analysis covers the last block only
+        if query < 0:
+            raise ex.UserInputError(
+                f"token {clicked} is outside the model's context window of {len(analysis.ids)} tokens"
+            )
+        query = _query(analysis, query)
         layer, head, _ = _head(head_value, mean_heads)
         chips = ex.attention_chips(analysis, layer, head, query, hide_sink)
         bars = ex.next_token_view(model, analysis, query)

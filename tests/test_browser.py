@@ -216,6 +216,27 @@ def test_browser_end_to_end(app_server):
             expect(title).to_have_text(re.compile(rf"^{re.escape(expected_title.split(' (')[0])} \("), timeout=WAIT_MS)
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+            # ---- 7. Stop cancels a long generation ----------------------------------------------------
+            page.get_by_text("Sampling", exact=True).click()
+            max_tokens.fill("1000")
+            max_tokens.press("Tab")
+            page.locator("#generate").click()
+            output_box = page.locator("#output textarea")
+            expect(page.locator("#status textarea")).to_have_value(
+                re.compile("^Generating 1000 tokens"), timeout=WAIT_MS
+            )
+            page.wait_for_function(
+                "(n) => document.querySelector('#output textarea').value.length > n",
+                arg=len(page.locator("#prompt textarea").input_value()) + 20,
+                timeout=WAIT_MS,
+            )
+            page.locator("#stop").click()
+            time.sleep(1.0)  # let an update already in flight arrive
+            stopped_at = len(output_box.input_value())
+            time.sleep(3.0)
+            assert len(output_box.input_value()) == stopped_at, "text kept streaming after Stop"
+            assert not page.locator("#status textarea").input_value().startswith("Done: 1000")
         finally:
             browser.close()
 

@@ -178,3 +178,11 @@ def test_offline_without_cache_is_one_clear_error(tmp_path):
     message = result.stdout.strip()
     assert "'gpt2-medium'" in message and "could not be reached" in message and "hf download" in message
     assert "\n" not in message and "Retry" not in result.stderr
+
+
+def test_a_model_too_large_for_free_memory_is_refused(small_hf_dir, monkeypatch):
+    from gpt2 import ModelTooLargeError, weights
+
+    monkeypatch.setattr(weights, "_available_memory", lambda: 1_000_000)  # 1 MB free
+    with pytest.raises(ModelTooLargeError, match=r"needs about .* GiB of memory"):
+        load_pretrained(small_hf_dir)

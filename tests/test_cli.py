@@ -1,0 +1,62 @@
+"""`python -m gpt2 generate`: streams text, explains its flags, and fails with one line on stderr."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gpt2 import get_tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "gpt2", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from gpt2 import GPT2
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt")
+    GPT2(50257, 32, 2, 2, 64).save_pretrained(path)
+    return path
+
+
+def test_help_explains_every_flag():
+    out = cli("generate", "--help").stdout
+    for flag in ("--model", "--prompt", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed"):
+        assert flag in out
+    assert "greedy" in out
+
+
+def test_generate_streams_the_greedy_continuation(checkpoint):
+    from gpt2 import GPT2
+
+    result = cli(
+        "generate", "--model", str(checkpoint), "--prompt", "Hello", "--max-new-tokens", "12", "--temperature", "0"
+    )
+    assert result.returncode == 0, result.stderr
+    tok = get_tokenizer()
+    ids = tok.encode("Hello")
+    expected = GPT2.from_pretrained(checkpoint).generate(torch.tensor([ids]), 12, temperature=0)[0].tolist()
+    assert result.stdout == tok.decode(expected) + "\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--model", "no-such-model", "--prompt", "hi"), "unknown model"),
+        (("--prompt", "hi", "--top-p", "1.5"), "top_p"),
+        (("--prompt", "hi", "--temperature", "-1"), "temperature"),
+        (("--prompt", "", "--max-new-tokens", "3"), "empty"),
+    ],
+)
+def test_errors_are_one_line_on_stderr(args, message):
+    result = cli("generate", *args)
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
