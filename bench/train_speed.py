@@ -1,7 +1,7 @@
 """Training throughput: our step (chunked tied-head loss) vs a plain nanoGPT-style step (full float32
 logits, then F.cross_entropy), same model and batch, measured side by side in one process.
 
-    python bench/train_speed.py [--embed-dim 128 --num-layers 4 --num-heads 4 --block-size 256 --batch-size 16]
+    python bench/train_speed.py [--embed-dim 128 --num-layers 6 --num-heads 4 --block-size 256 --batch-size 16]
 """
 
 import argparse
@@ -38,7 +38,7 @@ def time_steps(model, optimizer, loss_fn, x, y, repeats: int) -> list[float]:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--embed-dim", type=int, default=128)
-    p.add_argument("--num-layers", type=int, default=4)
+    p.add_argument("--num-layers", type=int, default=6)
     p.add_argument("--num-heads", type=int, default=4)
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)

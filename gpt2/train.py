@@ -238,7 +238,7 @@ def train(args) -> None:
         optimizer.zero_grad(set_to_none=True)
 
         elapsed = time.perf_counter() - started
-        out_of_time = bool(args.time_limit and elapsed > args.time_limit * 60)
+        out_of_time = bool(args.time_limit and elapsed > args.time_limit * 60) or step + 1 == args.stop_at_step
         if world > 1:  # every rank logs the global mean loss and stops at the same step
             dist.all_reduce(step_loss, op=dist.ReduceOp.AVG)
             flag = torch.tensor(float(out_of_time), device=device)
@@ -268,7 +268,7 @@ def train(args) -> None:
             history_path.write_text(json.dumps(history, indent=1) + "\n")
         if out_of_time:
             if is_main:
-                progress.write(f"time limit of {args.time_limit} min reached at step {step + 1}")
+                progress.write(f"stopping at step {step + 1} (--time-limit or --stop-at-step); --resume continues")
             break
     if world > 1:
         dist.destroy_process_group()
@@ -358,6 +358,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--time-limit", type=float, help="stop (and save) after this many minutes")
+    p.add_argument(
+        "--stop-at-step", type=int, help="stop (and save) after this step; the schedule still spans --max-steps"
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt if it exists")
     p.add_argument("--eval-only", action="store_true", help="print the validation loss of --model (or --out) on --data")
     p.add_argument("--model", help="checkpoint directory or Hub name for --eval-only")

@@ -97,21 +97,11 @@ def test_train_saves_a_loadable_hf_checkpoint_and_eval_only(tmp_path, corpus):
 
 
 def test_resume_continues_exactly(tmp_path, corpus):
-    constant_lr = [
-        "--lr",
-        "1e-3",
-        "--min-lr",
-        "1e-3",
-        "--warmup-steps",
-        "0",
-        "--batch-size",
-        "2",
-        "--data",
-        str(corpus),
-    ]
-    run([*TINY, *constant_lr, "--out", str(tmp_path / "straight"), "--max-steps", "4"])
-    run([*TINY, *constant_lr, "--out", str(tmp_path / "split"), "--max-steps", "2"])
-    result = run([*TINY, *constant_lr, "--out", str(tmp_path / "split"), "--max-steps", "4", "--resume"])
+    common = [*TINY, "--warmup-steps", "1", "--batch-size", "2", "--data", str(corpus), "--max-steps", "4"]
+    run([*common, "--out", str(tmp_path / "straight")])
+    stopped = run([*common, "--out", str(tmp_path / "split"), "--stop-at-step", "2"])
+    assert "stopping at step 2" in stopped.stdout + stopped.stderr
+    result = run([*common, "--out", str(tmp_path / "split"), "--resume"])
     assert "resumed from" in result.stderr and "at step 2" in result.stderr
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"), atol=1e-6)
 
