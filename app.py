@@ -49,14 +49,22 @@ def _analysis(session):
 # ---- generation -------------------------------------------------------------------------------------
 
 
+def _prepare(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed):
+    """Checked settings, the loaded model, the cleaned prompt, its token ids and a truncation note."""
+    settings = ex.check_settings(max_new_tokens, temperature, top_k, top_p, seed)
+    model = MODELS.get(model_name)
+    prompt = ex.clean_text(prompt)
+    prompt_ids, note = ex.encode_prompt(prompt, model.config.block_size)
+    return settings, model, prompt, prompt_ids, note
+
+
 @on_gpu
 def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, session):
     """Stream (text, token chips, session, status) as tokens arrive."""
     try:
-        settings = ex.check_settings(max_new_tokens, temperature, top_k, top_p, seed)
-        model = MODELS.get(model_name)
-        prompt = ex.clean_text(prompt)
-        prompt_ids, note = ex.encode_prompt(prompt, model.config.block_size)
+        settings, model, prompt, prompt_ids, note = _prepare(
+            prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed
+        )
     except ex.UserInputError as exc:
         yield gr.skip(), gr.skip(), session, f"⚠ {exc}"
         return
@@ -186,10 +194,9 @@ def api_generate(
 ) -> str:
     """Generate a continuation; returns the prompt followed by the generated text."""
     try:
-        settings = ex.check_settings(max_new_tokens, temperature, top_k, top_p, seed)
-        loaded = MODELS.get(model)
-        prompt = ex.clean_text(prompt)
-        prompt_ids, _ = ex.encode_prompt(prompt, loaded.config.block_size)
+        settings, loaded, prompt, prompt_ids, _ = _prepare(
+            prompt, model, max_new_tokens, temperature, top_k, top_p, seed
+        )
     except ex.UserInputError as exc:
         raise gr.Error(str(exc)) from None
     text = ""
