@@ -2,13 +2,10 @@
 
 import argparse
 import sys
-from pathlib import Path
 
 from .generate import SamplingError, check_sampling_args
-from .tokenizer import TokenizerError, get_tokenizer
+from .tokenizer import BUNDLED_MODEL_DIR, TokenizerError, get_tokenizer
 from .weights import ModelLoadError, load_pretrained
-
-BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "shakespeare"
 
 
 def _non_negative_int(text: str) -> int:
@@ -24,7 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     gen = commands.add_parser("generate", help="stream a continuation of a prompt to stdout")
     gen.add_argument(
         "--model",
-        default=str(BUNDLED_MODEL),
+        default=str(BUNDLED_MODEL_DIR),
         help="Hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2) or a checkpoint directory; default: the bundled Shakespeare model",
     )
     gen.add_argument("--prompt", required=True, help="text to continue")

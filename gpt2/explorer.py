@@ -20,12 +20,11 @@ from .analysis import head_roles, head_scores
 from .generate import SamplingError, check_sampling_args
 from .hooks import capture_attention
 from .model import GPT2
-from .tokenizer import Tokenizer, get_tokenizer
+from .tokenizer import BUNDLED_MODEL_DIR, Tokenizer, get_tokenizer
 from .weights import ModelLoadError, canonical_hub_name, load_pretrained
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUNDLED_NAME = "shakespeare (bundled)"
-BUNDLED_DIR = ASSETS / "shakespeare"
+BUNDLED_DIR = BUNDLED_MODEL_DIR
 MODEL_CHOICES = (BUNDLED_NAME, "gpt2", "gpt2-medium", "distilgpt2")
 MAX_PROMPT_CHARS = 100_000  # refused before tokenizing; a 1024-token prompt is ~4,000 characters
 MAX_NEW_TOKENS = 1024

@@ -10,6 +10,7 @@ from pathlib import Path
 import tiktoken
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+BUNDLED_MODEL_DIR = ASSETS / "shakespeare"  # the Shakespeare GPT-2 the app ships
 DEFAULT_PATH = ASSETS / "gpt2.tiktoken"
 EXPECTED_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
