@@ -6,6 +6,7 @@ Hugging Face Spaces does). All logic lives in `gpt2.explorer`; this file only wi
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -25,6 +26,7 @@ except ImportError:
 MODELS = ex.ModelStore()
 ANALYSES = ex.AnalysisCache(budget_bytes=int(os.environ.get("EXPLORER_CACHE_BYTES", 1 << 30)))
 EXPORT_DIR = Path(tempfile.mkdtemp(prefix="gpt2-explorer-"))
+STREAM_INTERVAL_S = 0.04  # the browser re-renders every chip per update: batch tokens that come faster
 SESSION_TTL_S = 1800  # session state (token ids only) expires after 30 minutes
 
 EXAMPLES = [
@@ -71,9 +73,13 @@ def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p
     session = {"model": ex.ModelStore.resolve(model_name), "ids": prompt_ids, "prompt_len": len(prompt_ids)}
     status = note or f"Generating {settings.max_new_tokens} tokens with {session['model']}…"
     yield prompt, ex.token_chips(prompt_ids, len(prompt_ids)), session, status
+    last_update, text = 0.0, ""
     for text, ids in ex.stream_generation(model, prompt_ids, settings):
         session = {**session, "ids": ids}
-        yield prompt + text, ex.token_chips(ids, len(prompt_ids)), session, status
+        if time.monotonic() - last_update >= STREAM_INTERVAL_S:  # at most ~25 redraws a second
+            last_update = time.monotonic()
+            yield prompt + text, ex.token_chips(ids, len(prompt_ids)), session, status
+    yield prompt + text, ex.token_chips(session["ids"], len(prompt_ids)), session, status
     done = f"Done: {len(session['ids']) - len(prompt_ids)} new tokens. Click a token to see what it attended to."
     yield gr.skip(), gr.skip(), session, (note + " " if note else "") + done
 

@@ -10,13 +10,23 @@ def generate(prompt, max_new_tokens=6, session=None):
     return list(app.run_generation(prompt, ex.BUNDLED_NAME, max_new_tokens, 0, 0, 1.0, 0, session or app.EMPTY_SESSION))
 
 
-def test_generation_streams_one_update_per_token():
+def test_generation_streams_token_by_token(monkeypatch):
+    monkeypatch.setattr(app, "STREAM_INTERVAL_S", 0.0)
     updates = generate("ROMEO:\n", 6)
     texts = [u[0] for u in updates if isinstance(u[0], str)]
     assert texts[0] == "ROMEO:\n" and len(texts) >= 7  # the prompt, then one update per new token
     assert all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
     session, status = updates[-1][2], updates[-1][3]
     assert len(session["ids"]) == session["prompt_len"] + 6 and status.startswith("Done: 6 new tokens")
+
+
+def test_fast_tokens_are_batched_into_fewer_redraws(monkeypatch):
+    monkeypatch.setattr(app, "STREAM_INTERVAL_S", 3600.0)
+    updates = generate("ROMEO:\n", 6)
+    texts = [u[0] for u in updates if isinstance(u[0], str)]
+    assert len(texts) == 3  # the prompt, the first token, and the complete text
+    assert len(updates[-1][2]["ids"]) == updates[-1][2]["prompt_len"] + 6
+    assert texts[-1] == generate("ROMEO:\n", 6)[-2][0]
 
 
 def test_bad_input_gives_a_status_line_and_keeps_the_session():
