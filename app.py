@@ -239,7 +239,9 @@ with gr.Blocks(title="GPT-2 Attention Explorer") as demo:
             prompt = gr.Textbox(label="Prompt", lines=4, max_length=ex.MAX_PROMPT_CHARS, elem_id="prompt")
             gr.Examples(EXAMPLES, inputs=prompt, label="Examples (the first repeats a sequence: watch induction heads)")
             with gr.Accordion("Sampling", open=False):
-                max_new_tokens = gr.Slider(1, ex.MAX_NEW_TOKENS, value=40, step=1, label="Max new tokens")
+                max_new_tokens = gr.Slider(
+                    1, ex.MAX_NEW_TOKENS, value=40, step=1, label="Max new tokens", elem_id="max-new-tokens"
+                )
                 temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = greedy)")
                 top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k (0 = off)")
                 top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p (1 = off)")

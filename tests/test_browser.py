@@ -76,6 +76,24 @@ def _wait_done(page, new_tokens: int) -> list[str]:
     return chips
 
 
+def _set_max_tokens(page, value: int) -> None:
+    """Set the "Max new tokens" slider (in the open Sampling accordion) and wait until both its range
+    and its number box show the value, so that Generate sends it. The accordion mounts the slider
+    asynchronously, so an early fill can be lost: fill again until the number box follows."""
+    slider, number = (
+        page.locator("#max-new-tokens input[type=range]"),
+        page.locator("#max-new-tokens input[type=number]"),
+    )
+    expect(slider).to_be_visible(timeout=WAIT_MS)
+    for _ in range(40):  # until the value holds for half a second (a late re-render can reset it)
+        if number.input_value() != str(value):
+            slider.fill(str(value))
+        page.wait_for_timeout(500)
+        if number.input_value() == str(value) == slider.input_value():
+            break
+    expect(number).to_have_value(str(value), timeout=HOVER_MS)
+
+
 def _plot_area(page, plot="#heatmap"):
     """The plot area's box in the viewport (scrolled into view: the mouse only reaches what is shown)."""
     area = page.locator(f"{plot} .nsewdrag").first
@@ -138,10 +156,7 @@ def test_browser_end_to_end(app_server):
             page.locator("#prompt textarea").fill(HOSTILE)
             # a longer text than the default 40 tokens, so that streaming shows on a fast machine too
             page.get_by_text("Sampling", exact=True).click()
-            max_tokens = page.get_by_label("Max new tokens", exact=False).and_(page.locator("input[type=number]"))
-            max_tokens.fill(str(NEW_TOKENS))
-            max_tokens.press("Tab")
-            page.get_by_text("Sampling", exact=True).click()  # closed again: the layout as a user first sees it
+            _set_max_tokens(page, NEW_TOKENS)
             page.evaluate(RECORD_LENGTHS)
             start = time.monotonic()
             page.locator("#generate").click()
@@ -218,9 +233,7 @@ def test_browser_end_to_end(app_server):
             page.screenshot(path=str(SCREENSHOT), full_page=True)
 
             # ---- 7. Stop cancels a long generation ----------------------------------------------------
-            page.get_by_text("Sampling", exact=True).click()
-            max_tokens.fill("1000")
-            max_tokens.press("Tab")
+            _set_max_tokens(page, 1000)
             page.locator("#generate").click()
             output_box = page.locator("#output textarea")
             expect(page.locator("#status textarea")).to_have_value(
