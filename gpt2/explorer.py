@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import plots
-from .analysis import head_roles, head_scores
+from .analysis import SCORE_NAMES, head_roles, head_scores
 from .generate import SamplingError, check_sampling_args
 from .hooks import capture_attention
 from .model import GPT2
@@ -28,7 +28,7 @@ BUNDLED_DIR = BUNDLED_MODEL_DIR
 MODEL_CHOICES = (BUNDLED_NAME, "gpt2", "gpt2-medium", "distilgpt2")
 MAX_PROMPT_CHARS = 100_000  # refused before tokenizing; a 1024-token prompt is ~4,000 characters
 MAX_NEW_TOKENS = 1024
-SCORE_CHOICES = ("previous-token", "induction", "first-token sink", "entropy")
+SCORE_CHOICES = SCORE_NAMES  # the scores the head grid can show
 MEAN = "mean"  # the head value that means "mean over the layer's heads"
 
 
