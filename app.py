@@ -7,6 +7,7 @@ Hugging Face Spaces does). All logic lives in `gpt2.explorer`; this file only wi
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -60,6 +61,19 @@ def _prepare(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed
     return settings, model, prompt, prompt_ids, note
 
 
+def _throttled(stream):
+    """The items of `stream`, at most one every STREAM_INTERVAL_S (the browser re-renders every chip
+    per update, so tokens that come faster are batched), and always the last one."""
+    last_update, pending = float("-inf"), None
+    for item in stream:
+        pending = item
+        if time.monotonic() - last_update >= STREAM_INTERVAL_S:
+            last_update, pending = time.monotonic(), None
+            yield item
+    if pending is not None:
+        yield pending
+
+
 @on_gpu
 def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, session):
     """Stream (text, token chips, session, status) as tokens arrive."""
@@ -73,13 +87,9 @@ def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p
     session = {"model": ex.ModelStore.resolve(model_name), "ids": prompt_ids, "prompt_len": len(prompt_ids)}
     status = note or f"Generating {settings.max_new_tokens} tokens with {session['model']}…"
     yield prompt, ex.token_chips(prompt_ids, len(prompt_ids)), session, status
-    last_update, text = 0.0, ""
-    for text, ids in ex.stream_generation(model, prompt_ids, settings):
+    for text, ids in _throttled(ex.stream_generation(model, prompt_ids, settings)):
         session = {**session, "ids": ids}
-        if time.monotonic() - last_update >= STREAM_INTERVAL_S:  # at most ~25 redraws a second
-            last_update = time.monotonic()
-            yield prompt + text, ex.token_chips(ids, len(prompt_ids)), session, status
-    yield prompt + text, ex.token_chips(session["ids"], len(prompt_ids)), session, status
+        yield prompt + text, ex.token_chips(ids, len(prompt_ids)), session, status
     done = f"Done: {len(session['ids']) - len(prompt_ids)} new tokens. Click a token to see what it attended to."
     yield gr.skip(), gr.skip(), session, (note + " " if note else "") + done
 
@@ -197,18 +207,18 @@ def api_generate(
     top_k: int = 50,
     top_p: float = 1.0,
     seed: int = 0,
-) -> str:
-    """Generate a continuation; returns the prompt followed by the generated text."""
+) -> Iterator[str]:
+    """Generate a continuation: streams the prompt followed by the text so far; the last value is the
+    whole result. A client that disconnects (or cancels) stops the generation and frees its worker."""
     try:
         settings, loaded, prompt, prompt_ids, _ = _prepare(
             prompt, model, max_new_tokens, temperature, top_k, top_p, seed
         )
     except ex.UserInputError as exc:
         raise gr.Error(str(exc)) from None
-    text = ""
-    for piece, _ in ex.stream_generation(loaded, prompt_ids, settings):
-        text = piece
-    return prompt + text
+    yield prompt  # at once: a streaming client sees its request start
+    for text, _ in _throttled(ex.stream_generation(loaded, prompt_ids, settings)):
+        yield prompt + text
 
 
 def api_attention(prompt: str, model: str = ex.BUNDLED_NAME, layer: int = 0, head: int = 0) -> dict:
@@ -284,8 +294,8 @@ with gr.Blocks(title="GPT-2 Attention Explorer") as demo:
             score_name = gr.Radio(list(ex.SCORE_CHOICES), value="previous-token", label="Head score")
             score_fig = gr.Plot(label="Head scores", show_label=False, elem_id="scores")
     with gr.Row():
-        export_btn = gr.Button("Export attention (.npz) and heatmap (.html)")
-        exports = gr.File(label="Downloads", file_count="multiple", interactive=False)
+        export_btn = gr.Button("Export attention (.npz) and heatmap (.html)", elem_id="export")
+        exports = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="exports")
 
     view_inputs = [session, head_choice, mean_heads, hide_sink, log_scale, score_name, query]
     refresh_outputs = [head_choice, heatmap, heatmap_note, grid, score_fig, attn_chips, next_tokens, status]

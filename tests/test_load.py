@@ -2,6 +2,8 @@
 prompt, fair latency, bounded memory. Bounded in requests and time; loopback only."""
 
 import statistics
+import subprocess
+import sys
 import threading
 import time
 
@@ -74,3 +76,62 @@ def test_sixteen_concurrent_sessions(app_process):
         f"server RSS {rss_before / 2**20:.0f} MB → {rss_after / 2**20:.0f} MB"
     )
     assert rss_after - rss_before < 300 * 2**20
+
+
+# A client that starts four long generations (every worker), waits until all are streaming, then stops.
+ABANDONING_CLIENT = """
+import sys, time
+from gradio_client import Client
+client = Client(sys.argv[1], verbose=False)
+jobs = [client.submit(f"Abandoned {n}:", sys.argv[2], 1024, 0.8, 50, 1.0, n, api_name="/generate") for n in range(4)]
+deadline = time.monotonic() + 120
+while not all(len(job.outputs()) > 1 for job in jobs) and time.monotonic() < deadline:
+    time.sleep(0.1)
+print("streaming" if time.monotonic() < deadline else "no streamed output after 120 s", flush=True)
+time.sleep(600)
+"""
+
+
+def _wait_until_idle(server: psutil.Process, limit_s: float, window_s: float = 2.0) -> float:
+    """Seconds until the server used under 15% of one core over `window_s`; fails after `limit_s`."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit_s:
+        before = sum(server.cpu_times()[:2])
+        time.sleep(window_s)
+        if sum(server.cpu_times()[:2]) - before < 0.15 * window_s:
+            return time.monotonic() - start
+    raise AssertionError(f"the server kept computing for {limit_s:.0f} s: abandoned generations still run")
+
+
+def test_a_disconnected_or_cancelling_client_frees_its_workers(app_process):
+    """Four 1,024-token generations hold all four workers (about 30 s of both cores here, with the
+    bundled model); a client that goes away (killed: a closed tab or a dropped network looks the
+    same) or cancels must end them within seconds."""
+    server = psutil.Process(app_process.pid)
+    child = subprocess.Popen(
+        [sys.executable, "-c", ABANDONING_CLIENT, app_process.url, ex.BUNDLED_NAME],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "streaming"
+    finally:
+        child.kill()
+        child.wait()
+    idle_after = _wait_until_idle(server, limit_s=10)
+
+    client = gradio_client.Client(app_process.url, verbose=False)
+    jobs = [
+        client.submit(f"Cancelled {n}:", ex.BUNDLED_NAME, 1024, 0.8, 50, 1.0, n, api_name="/generate") for n in range(4)
+    ]
+    deadline = time.monotonic() + 120
+    while not all(len(job.outputs()) > 1 for job in jobs):
+        assert time.monotonic() < deadline, "no streamed output after 120 s"
+        time.sleep(0.1)
+    for job in jobs:
+        job.cancel()
+    idle_after_cancel = _wait_until_idle(server, limit_s=10)
+    # and the freed workers serve the next person
+    text = client.predict("Next:", ex.BUNDLED_NAME, 8, 0.0, 0, 1.0, 0, api_name="/generate")
+    assert text.startswith("Next:") and len(text) > len("Next:")
+    print(f"\nidle {idle_after:.1f} s after the client was killed, {idle_after_cancel:.1f} s after it cancelled")
