@@ -5,10 +5,11 @@
     python bench/bench.py --json out.json
 
 Each row runs in its own subprocess so its peak RSS is its own; timings are medians of several
-repetitions. Rows: decode tokens/s (float32 and bfloat16) vs `GPT2LMHeadModel.generate`; the
-machine's floor (one matrix-vector product per weight matrix, i.e. the bytes a decode step must
-read) and memory read bandwidth; the analysis pass (every head's attention) vs transformers'
-eager attention with output_attentions=True; app-level first-token latency and figure build time.
+repetitions. Rows: decode tokens/s (float32, bfloat16, and our int8-weight path against the
+float32 reference) vs `GPT2LMHeadModel.generate`; the machine's floor (one matrix-vector product
+per weight matrix, i.e. the bytes a decode step must read) and memory read bandwidth; the analysis
+pass (every head's attention) vs transformers' eager attention with output_attentions=True;
+app-level first-token latency and figure build time.
 """
 
 import argparse
@@ -71,9 +72,15 @@ def build_pair(size):
 
 
 def row_decode(size, dtype_name: str) -> dict:
+    """Greedy decode tokens/s; "int8" is our weight-only int8 path against the float32 reference."""
+    from gpt2.quantize import quantize_int8
+
     ours, reference = build_pair(size)
-    dtype = getattr(torch, dtype_name)
-    ours, reference = ours.to(dtype), reference.to(dtype)
+    if dtype_name == "int8":
+        ours = quantize_int8(ours)
+    else:
+        dtype = getattr(torch, dtype_name)
+        ours, reference = ours.to(dtype), reference.to(dtype)
     idx = torch.randint(0, 50257, (1, size["prompt"]))
     n = size["new_tokens"]
     with torch.inference_mode():
@@ -188,6 +195,7 @@ def main(argv=None) -> dict:
     rows = results["rows"]
     rows["decode float32"] = run_row("decode", size_name, "float32")
     rows["decode bfloat16"] = run_row("decode", size_name, "bfloat16")
+    rows["decode int8 weights"] = run_row("decode", size_name, "int8")
     rows["floor"] = run_row("floor", size_name)
     for length in size["lengths"]:
         rows[f"analysis T={length}"] = run_row("analysis", size_name, length)
@@ -197,7 +205,7 @@ def main(argv=None) -> dict:
     floor = rows["floor"]["floor_tok_s"]
     print(f"{size_name} sizes, {results['threads']} threads, torch {results['torch']}")
     print(f"{'row':28s} {'ours':>14s} {'reference':>14s} {'ratio':>7s} {'peak RSS':>10s}")
-    for name in ("decode float32", "decode bfloat16"):
+    for name in ("decode float32", "decode bfloat16", "decode int8 weights"):
         r = rows[name]
         print(
             f"{name:28s} {r['ours_tok_s']:10.1f} tok/s {r['reference_tok_s']:10.1f} tok/s {r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB"
@@ -207,7 +215,8 @@ def main(argv=None) -> dict:
         f"{'floor (matvec per weight)':28s} {floor:10.1f} tok/s {'':>14s} {'':>7s} {rows['floor']['peak_rss_MB']:8.0f} MB"
     )
     print(
-        f"  our float32 decode is {f32 / floor:.0%} of the floor; bf16 is {rows['decode bfloat16']['ours_tok_s'] / f32:.2f}x our float32;"
+        f"  our float32 decode is {f32 / floor:.0%} of the floor; bf16 is {rows['decode bfloat16']['ours_tok_s'] / f32:.2f}x"
+        f" and int8 weights {rows['decode int8 weights']['ours_tok_s'] / f32:.2f}x our float32;"
         f" memory read bandwidth {rows['floor']['read_GB_s']:.1f} GB/s"
     )
     for length in size["lengths"]:

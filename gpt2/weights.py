@@ -152,7 +152,7 @@ def hf_to_ours(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             continue
         name = re.sub(r"^h\.(\d+)\.", r"blocks.\1.", name)
         if name.endswith(CONV1D_WEIGHTS):
-            tensor = tensor.t()
+            tensor = tensor.t().contiguous()  # row-major (out, in): decode's matrix-vector products read it in order
         state[name] = tensor
     return state
 

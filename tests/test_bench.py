@@ -18,7 +18,15 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path, capsys):
     results = bench.main(["--quick", "--json", str(tmp_path / "bench.json")])
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["rows"].keys() == results["rows"].keys()
-    expected = {"decode float32", "decode bfloat16", "floor", "analysis T=32", "app (bundled)", "app (GPT-2 shape)"}
+    expected = {
+        "decode float32",
+        "decode bfloat16",
+        "decode int8 weights",
+        "floor",
+        "analysis T=32",
+        "app (bundled)",
+        "app (GPT-2 shape)",
+    }
     assert expected <= set(saved["rows"])
     for row in saved["rows"].values():
         assert row["peak_rss_MB"] > 0
