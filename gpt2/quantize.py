@@ -56,12 +56,15 @@ class Int8Linear(nn.Module):
 
 
 def quantize_int8(model: GPT2) -> GPT2:
-    """A copy of `model` (float32, on CPU or GPU) whose Linear layers and LM head are `Int8Linear`:
-    for generation only (training and the chunked loss need the float weights). The original is
-    left as it is."""
+    """A copy of a float32 `model` whose Linear layers and LM head are `Int8Linear`, for generation
+    only (training and the chunked loss need the float weights). The copy shares the float tensors it
+    keeps (embeddings, LayerNorms) with the original, which is left as it is."""
     if not int8_kernel_available():
         raise RuntimeError(f"this PyTorch ({torch.__version__}) has no int8 weight kernel (torch._weight_int8pack_mm)")
-    quantized = copy.deepcopy(model).float().eval()
+    if model.wte.weight.dtype != torch.float32:
+        raise ValueError(f"quantize a float32 model, not {model.wte.weight.dtype}")
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}  # deepcopy reuses these as they are
+    quantized = copy.deepcopy(model, memo=shared).eval()
     for block in quantized.blocks:
         for parent, name in (
             (block.attn, "c_attn"),

@@ -19,7 +19,7 @@ def test_api_lists_the_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/generate", "/attention"} <= set(endpoints)
     names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
-    assert names == ["prompt", "model", "max_new_tokens", "temperature", "top_k", "top_p", "seed"]
+    assert names == ["prompt", "model", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "fast_decode"]
 
 
 def test_greedy_generation_through_the_api_equals_the_library(client):
@@ -56,6 +56,7 @@ def test_attention_endpoint(client):
         (("hi", ex.BUNDLED_NAME, 0, 1.0, 0, 1.0, 0), "max_new_tokens"),
         (("hi", ex.BUNDLED_NAME, 10, -1.0, 0, 1.0, 0), "temperature"),
         (("hi", ex.BUNDLED_NAME, 10, 1.0, 0, 2.0, 0), "top_p"),
+        (("hi", ex.BUNDLED_NAME, 10, 1.0, 0, 1.0, 0, "yes"), "fast_decode"),
     ],
 )
 def test_generate_errors_are_clear(client, args, message):

@@ -7,7 +7,9 @@ from gpt2 import explorer as ex
 
 
 def generate(prompt, max_new_tokens=6, session=None):
-    return list(app.run_generation(prompt, ex.BUNDLED_NAME, max_new_tokens, 0, 0, 1.0, 0, session or app.EMPTY_SESSION))
+    return list(
+        app.run_generation(prompt, ex.BUNDLED_NAME, max_new_tokens, 0, 0, 1.0, 0, True, session or app.EMPTY_SESSION)
+    )
 
 
 def test_generation_streams_token_by_token(monkeypatch):
@@ -31,9 +33,9 @@ def test_fast_tokens_are_batched_into_fewer_redraws(monkeypatch):
 
 def test_bad_input_gives_a_status_line_and_keeps_the_session():
     session = {"model": ex.BUNDLED_NAME, "ids": [1, 2, 3], "prompt_len": 2}
-    (update,) = list(app.run_generation("   ", ex.BUNDLED_NAME, 5, 0, 0, 1.0, 0, session))
+    (update,) = list(app.run_generation("   ", ex.BUNDLED_NAME, 5, 0, 0, 1.0, 0, True, session))
     assert update[2] is session and update[3].startswith("⚠") and "empty" in update[3]
-    (update,) = list(app.run_generation("hi", ex.BUNDLED_NAME, 5, -2, 0, 1.0, 0, session))
+    (update,) = list(app.run_generation("hi", ex.BUNDLED_NAME, 5, -2, 0, 1.0, 0, True, session))
     assert "temperature" in update[3]
 
 

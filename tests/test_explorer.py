@@ -8,6 +8,7 @@ import torch
 
 from gpt2 import GPT2, plots
 from gpt2 import explorer as ex
+from gpt2.quantize import Int8Linear
 from gpt2.tokenizer import get_tokenizer
 
 HOSTILE = [
@@ -44,6 +45,18 @@ def test_bundled_model_is_shared(monkeypatch):
     store = ex.ModelStore()
     assert store.get(ex.BUNDLED_NAME) is store.get(ex.BUNDLED_NAME)
     assert store.loaded() == [ex.BUNDLED_NAME]
+
+
+def test_fast_decoding_uses_an_int8_copy_only_where_it_pays(monkeypatch):
+    store = ex.ModelStore()
+    bundled = store.get(ex.BUNDLED_NAME)
+    assert store.decoder(ex.BUNDLED_NAME, True) is bundled  # 128 wide: float32 decodes faster
+    monkeypatch.setattr(ex, "FAST_DECODE_MIN_WIDTH", 128)  # as for a GPT-2-wide model
+    fast = store.decoder(ex.BUNDLED_NAME, True)
+    assert isinstance(fast.lm_head, Int8Linear) and store.decoder(ex.BUNDLED_NAME, True) is fast
+    assert store.decoder(ex.BUNDLED_NAME, False) is bundled
+    with pytest.raises(ex.UserInputError, match="fast_decode"):
+        store.decoder(ex.BUNDLED_NAME, "yes")
 
 
 def test_prompt_checks():
