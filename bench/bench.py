@@ -113,21 +113,34 @@ def row_floor(size) -> dict:
 
 
 def row_analysis(size, length: int) -> dict:
-    from gpt2 import capture_attention
+    """The app's capture pass (`explorer.capture_maps`: every head's map, bf16 matmuls where the
+    hardware has bf16 units) and the same in float32, vs the reference's eager attention with
+    output_attentions; plus the whole `explorer.analyze` (the capture, head scores and roles)."""
+    from gpt2 import explorer
+    from gpt2.precision import fast_bf16
 
     ours, reference = build_pair(size)
     reference.config._attn_implementation = "eager"
     idx = torch.randint(0, 50257, (1, length))
-
-    def ours_pass():
-        with capture_attention(ours) as maps:
-            ours(idx, return_hidden=True)
-        return maps
-
+    ids = idx[0].tolist()
+    bf16 = fast_bf16(torch.device("cpu"))
     with torch.inference_mode():
-        t_ours = median_time(ours_pass, size["reps"])
+        t_ours = median_time(lambda: explorer.capture_maps(ours, ids, bf16=bf16), size["reps"])
+        t_f32 = median_time(lambda: explorer.capture_maps(ours, ids, bf16=False), size["reps"])
         t_ref = median_time(lambda: reference(idx, output_attentions=True), size["reps"])
-    return {"T": length, "ours_s": t_ours, "reference_s": t_ref, "ratio": t_ref / t_ours}
+        t_analyze = median_time(lambda: explorer.analyze(ours, ids, bf16=bf16), size["reps"])
+    fast_maps, exact_maps = explorer.capture_maps(ours, ids, bf16)[0], explorer.capture_maps(ours, ids, False)[0]
+    drift = (fast_maps - exact_maps).abs().max().item()
+    return {
+        "T": length,
+        "bf16": bf16,
+        "ours_s": t_ours,
+        "ours_float32_s": t_f32,
+        "analyze_s": t_analyze,
+        "reference_s": t_ref,
+        "ratio": t_ref / t_ours,
+        "max_map_diff_vs_float32": float(drift),
+    }
 
 
 def row_app(size, bundled: bool) -> dict:
@@ -223,6 +236,10 @@ def main(argv=None) -> dict:
         r = rows[f"analysis T={length}"]
         print(
             f"{'analysis T=' + str(length):28s} {r['ours_s'] * 1000:11.1f} ms {r['reference_s'] * 1000:11.1f} ms {r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB"
+        )
+        print(
+            f"  {'bf16 matmuls' if r['bf16'] else 'float32 (no bf16 units)'}; float32 capture {r['ours_float32_s'] * 1000:.1f} ms;"
+            f" largest map difference from float32 {r['max_map_diff_vs_float32']:.1e}; with scores and roles {r['analyze_s'] * 1000:.1f} ms"
         )
     for name in ("app (bundled)", "app (GPT-2 shape)"):
         r = rows[name]

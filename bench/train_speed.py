@@ -1,5 +1,6 @@
-"""Training throughput: our step (chunked tied-head loss) vs a plain nanoGPT-style step (full float32
-logits, then F.cross_entropy), same model and batch, measured side by side in one process.
+"""Training throughput: our step (chunked tied-head loss, plus bfloat16 autocast where `train.py`
+uses it: CPUs with AMX/AVX512-BF16, and CUDA) vs a plain nanoGPT-style step (full float32 logits,
+then F.cross_entropy), same model and batch, measured side by side in one process.
 
     python bench/train_speed.py [--embed-dim 128 --num-layers 6 --num-heads 4 --block-size 256 --batch-size 16]
 """
@@ -15,12 +16,20 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpt2 import GPT2  # noqa: E402
-from gpt2.train import lm_loss, make_optimizer  # noqa: E402
+from gpt2.train import autocast_dtype, lm_loss, make_optimizer  # noqa: E402
 
 
 def plain_loss(model, x, y):
     logits = model(x)  # (B, T, V) float32, all of it kept for backward
     return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+
+
+def autocast_loss(dtype):
+    def loss_fn(model, x, y):
+        with torch.autocast("cpu", dtype=dtype):
+            return lm_loss(model, x, y)
+
+    return loss_fn
 
 
 def time_steps(model, optimizer, loss_fn, x, y, repeats: int) -> list[float]:
@@ -53,8 +62,14 @@ def main(argv=None):
     tokens = x.numel()
     results = {}
     # Interleave the two so that machine noise hits both alike.
+    variants = [("plain (fp32 logits + cross_entropy)", plain_loss), ("ours (chunked head loss)", lm_loss)]
+    amp_dtype = autocast_dtype("auto", torch.device("cpu"))
+    if amp_dtype is not None:
+        variants.append(("ours + bf16 autocast (train.py's default here)", autocast_loss(amp_dtype)))
+    else:
+        print("this CPU has no AMX/AVX512-BF16: train.py trains in float32 here, as 'ours' does")
     for _ in range(2):
-        for name, fn in (("plain (fp32 logits + cross_entropy)", plain_loss), ("ours (chunked head loss)", lm_loss)):
+        for name, fn in variants:
             results.setdefault(name, []).extend(time_steps(model, optimizer, fn, x, y, args.repeats))
     print(
         f"model: {args.num_layers} layers x {args.num_heads} heads, {args.embed_dim} wide, {model.num_parameters():,} params; "

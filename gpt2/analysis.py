@@ -26,8 +26,7 @@ def first_token_scores(attn: torch.Tensor) -> torch.Tensor:
 
 def entropy_scores(attn: torch.Tensor) -> torch.Tensor:
     """Mean entropy (nats) of the attention rows t ≥ 1: 0 = one key, log(t + 1) = uniform."""
-    rows = attn[..., 1:, :]
-    return -(rows * rows.clamp_min(1e-12).log()).sum(-1).mean(-1)
+    return torch.special.entr(attn[..., 1:, :]).sum(-1).mean(-1)
 
 
 def induction_targets(ids) -> torch.Tensor:
@@ -52,9 +51,10 @@ def induction_scores(attn: torch.Tensor, ids) -> torch.Tensor:
     scored = targets.any(-1)  # (T,) queries that have a target
     if not scored.any():
         return attn.new_zeros(attn.shape[:-2])
-    rows = attn[..., scored, 1:]  # (..., Q, T - 1), key 0 dropped
-    rows = rows / rows.sum(-1, keepdim=True).clamp_min(1e-12)
-    return (rows * targets[scored][:, 1:]).sum(-1).mean(-1)
+    queries, keys = targets.nonzero(as_tuple=True)  # the few (query, target key) pairs; key 0 is never one
+    on_target = attn.new_zeros(attn.shape[:-1]).index_add_(-1, queries, attn[..., queries, keys])  # (..., T)
+    beyond_sink = attn.sum(-1) - attn[..., 0]  # (..., T): each row's attention to keys ≥ 1
+    return (on_target[..., scored] / beyond_sink[..., scored].clamp_min(1e-12)).mean(-1)
 
 
 def head_scores(attn: torch.Tensor, ids) -> dict[str, torch.Tensor]:

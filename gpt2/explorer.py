@@ -20,6 +20,7 @@ from .analysis import SCORE_NAMES, head_roles, head_scores
 from .generate import SamplingError, check_sampling_args
 from .hooks import capture_attention
 from .model import GPT2
+from .precision import fast_bf16
 from .quantize import int8_kernel_available, quantize_int8
 from .tokenizer import BUNDLED_MODEL_DIR, Tokenizer, get_tokenizer
 from .weights import ModelLoadError, canonical_hub_name, load_pretrained
@@ -209,19 +210,32 @@ class Analysis:
 
 
 @torch.inference_mode()
-def analyze(model: GPT2, ids: list[int], tokenizer: Tokenizer | None = None) -> Analysis:
-    """One capture pass: every head's attention, the hidden states, the head scores and roles."""
-    tokenizer = tokenizer or get_tokenizer()
-    idx = torch.tensor([ids], dtype=torch.long, device=model.wte.weight.device)
-    with capture_attention(model) as maps:
+def capture_maps(model: GPT2, ids: list[int], bf16: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every head's attention (L, H, T, T) and the final hidden states (T, C) of one pass over `ids`.
+
+    `bf16` runs the MLPs and output projections in bfloat16 (default: where the hardware makes that
+    faster); queries, keys, scores and probabilities stay float32, so the maps stay close to float32's
+    (`bench/bench.py` prints the largest difference)."""
+    device = model.wte.weight.device
+    idx = torch.tensor([ids], dtype=torch.long, device=device)
+    config = model.config
+    attn = torch.empty((config.num_layers, 1, config.num_heads, len(ids), len(ids)), device=device)
+    use_bf16 = fast_bf16(device) if bf16 is None else bf16
+    with capture_attention(model, into=attn), torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
         hidden = model(idx, return_hidden=True)[0]
-    attn = torch.stack([m[0] for m in maps]).float()  # (L, H, T, T)
-    scores = {name: s.cpu().numpy() for name, s in head_scores(attn, idx[0]).items()}
+    return attn[:, 0], hidden.float()
+
+
+def analyze(model: GPT2, ids: list[int], tokenizer: Tokenizer | None = None, bf16: bool | None = None) -> Analysis:
+    """One capture pass (see `capture_maps`) and what the views need: tokens, head scores and roles."""
+    tokenizer = tokenizer or get_tokenizer()
+    attn, hidden = capture_maps(model, ids, bf16)
+    scores = {name: s.cpu().numpy() for name, s in head_scores(attn, torch.tensor(ids)).items()}
     return Analysis(
         ids=list(ids),
         tokens=[tokenizer.token_text(i) for i in ids],
         maps=attn.cpu().numpy(),
-        hidden=hidden.float().cpu(),
+        hidden=hidden.cpu(),
         scores=scores,
         roles=head_roles(scores),
     )

@@ -33,12 +33,16 @@ def attention_hook_names(model: nn.Module) -> list[str]:
 
 
 @contextmanager
-def capture_attention(model: nn.Module):
+def capture_attention(model: nn.Module, into: torch.Tensor | None = None):
     """Capture every layer's attention probabilities during forward passes run inside the block.
 
         with capture_attention(model) as maps:
             model(idx)
         # maps[layer] is a detached (B, num_heads, T_query, T_key) tensor
+
+    With `into`, a preallocated (num_layers, B, num_heads, T_query, T_key) tensor, each layer's map is
+    copied into it as soon as it is made and `maps[layer]` is a view of it: the maps then take no more
+    memory than `into` itself plus one layer's working set.
 
     Each forward pass overwrites the list with its own maps. Only calls made on the thread that entered
     the block are recorded, so several threads can capture on one shared model at once without seeing
@@ -51,8 +55,13 @@ def capture_attention(model: nn.Module):
 
     def make_hook(layer: int):
         def hook(_module, _inputs, output):
-            if threading.get_ident() == owner:
+            if threading.get_ident() != owner:
+                return
+            if into is None:
                 maps[layer] = output.detach()
+            else:
+                into[layer].copy_(output.detach())
+                maps[layer] = into[layer]
 
         return hook
 

@@ -54,19 +54,28 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
+        explicit = self.hook_pattern.has_hooks()
+        q, k, v = self._project(x, float32=explicit).split(C, dim=2)
         q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = k.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)  # (B, H, T_key, D)
 
-        if self.hook_pattern.has_hooks():
+        if explicit:
             y = self._explicit_attention(q, k, v)
         else:
             y = self._fused_attention(q, k, v)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+    def _project(self, x: torch.Tensor, float32: bool) -> torch.Tensor:
+        """Fused queries, keys, values (B, T, 3C). With `float32`, also under bf16 autocast: attention
+        probabilities that people read move by several hundredths when sharp heads see bf16 keys."""
+        if not float32:
+            return self.c_attn(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return self.c_attn(x.float())
 
     def _causal_mask(self, T_query: int, T_key: int, device) -> torch.Tensor:
         # The queries are the last T_query positions of T_key: query i sits at position T_key - T_query + i
@@ -84,10 +93,21 @@ class CausalSelfAttention(nn.Module):
 
     def _explicit_attention(self, q, k, v) -> torch.Tensor:
         T_query, T_key = q.size(2), k.size(2)
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B, H, T_query, T_key)
-        scores = scores.masked_fill(~self._causal_mask(T_query, T_key, q.device), float("-inf"))
-        attn_probs = self.hook_pattern(torch.softmax(scores, dim=-1))
-        return self.attn_dropout(attn_probs) @ v  # (B, H, T_query, D)
+        # scores and probabilities in float32 even under bf16 autocast: the probabilities are what people read
+        with torch.autocast(q.device.type, enabled=False):
+            scores = (q.float() * (1.0 / math.sqrt(self.head_dim))) @ k.float().transpose(-2, -1)  # (B, H, Tq, Tk)
+            scores.masked_fill_(~self._causal_mask(T_query, T_key, q.device), float("-inf"))
+            attn_probs = self.hook_pattern(_softmax(scores))
+        return self.attn_dropout(attn_probs).to(v.dtype) @ v  # (B, H, T_query, D)
+
+
+def _softmax(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension; in place when no gradient is needed, which saves allocating
+    (and faulting in) a second (B, H, T, T) buffer: most of a long capture pass's time otherwise."""
+    if scores.requires_grad:
+        return torch.softmax(scores, dim=-1)
+    scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+    return scores.div_(scores.sum(dim=-1, keepdim=True))
 
 
 class MLP(nn.Module):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .config import GPT2Config
 from .loss import chunked_cross_entropy
 from .model import GPT2
+from .precision import fast_bf16
 from .tokenizer import get_tokenizer
 from .weights import ModelLoadError, load_pretrained
 
@@ -130,13 +131,7 @@ def autocast_dtype(choice: str, device: torch.device) -> torch.dtype | None:
         return None
     if choice == "bfloat16":
         return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    return torch.bfloat16 if ("amx_bf16" in flags or "avx512_bf16" in flags) else None
+    return torch.bfloat16 if fast_bf16(device) else None
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:

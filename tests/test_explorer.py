@@ -218,3 +218,20 @@ def test_attention_json(hostile_analysis):
     assert out["tokens"] == hostile_analysis.tokens and len(out["attention"]) == T
     assert all(len(row) == T for row in out["attention"])
     assert abs(sum(out["attention"][-1]) - 1) < 1e-4 and out["attention"][0][1:] == [0.0] * (T - 1)
+
+
+def test_bf16_analysis_keeps_the_maps_within_a_hundredth(model):
+    """bf16 matmuls in the layers, float32 scores and softmax: the maps people read stay within 1e-2
+    of float32's, also for sharp attention (query and key weights scaled up) and the bundled model."""
+    sharp = GPT2(50257, 64, 4, 3, 256).eval()
+    with torch.no_grad():
+        for block in sharp.blocks:
+            block.attn.c_attn.weight[:128].mul_(8.0)  # queries and keys
+    bundled = ex.ModelStore().get(ex.BUNDLED_NAME)
+    ids = get_tokenizer().encode("ROMEO:\nBut soft, what light through yonder window breaks? " * 6)
+    for net in (model, sharp, bundled):
+        exact, fast = ex.analyze(net, ids, bf16=False), ex.analyze(net, ids, bf16=True)
+        assert np.abs(exact.maps - fast.maps).max() < 1e-2
+        assert np.allclose(fast.maps.sum(-1), 1, atol=1e-5) and np.all(np.triu(fast.maps, 1) == 0)
+        if net is sharp:  # far from uniform: the median row's largest weight, about 0.03 for uniform rows
+            assert np.median(exact.maps[..., 1:, :].max(-1)) > 0.15
