@@ -72,7 +72,7 @@ def build_pair(size):
 
 
 def row_decode(size, dtype_name: str) -> dict:
-    """Greedy decode tokens/s; "int8" is our weight-only int8 path against the float32 reference."""
+    """Greedy decode tokens/s; "int8" is our int8-weight path (FBGEMM) against the float32 reference."""
     from gpt2.quantize import quantize_int8
 
     ours, reference = build_pair(size)

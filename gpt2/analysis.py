@@ -26,7 +26,11 @@ def first_token_scores(attn: torch.Tensor) -> torch.Tensor:
 
 def entropy_scores(attn: torch.Tensor) -> torch.Tensor:
     """Mean entropy (nats) of the attention rows t ≥ 1: 0 = one key, log(t + 1) = uniform."""
-    return torch.special.entr(attn[..., 1:, :]).sum(-1).mean(-1)
+    rows = attn[..., 1:, :]
+    maps = rows.reshape(-1, *rows.shape[-2:])  # (heads, T - 1, T)
+    buffer = torch.empty_like(maps[0])  # one head's -p log p at a time, not a copy of every map
+    entropies = [torch.special.entr(m, out=buffer).sum(-1).mean(-1) for m in maps]
+    return torch.stack(entropies).reshape(rows.shape[:-2])
 
 
 def induction_targets(ids) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Weight-only int8 decoding: each layer stays close to float32, the original model is untouched, and
+"""Int8 decoding: each layer stays close to float32, the original model is untouched, and
 on the bundled model the int8 copy predicts the same next token as float32 almost everywhere."""
 
 import pytest
@@ -7,12 +7,12 @@ import torch.nn.functional as F
 
 from gpt2 import GPT2, capture_attention, get_tokenizer
 from gpt2.explorer import BUNDLED_DIR
-from gpt2.quantize import DECODE_ROWS, Int8Linear, int8_kernel_available, quantize_int8
+from gpt2.quantize import Int8Linear, int8_kernel_available, quantize_int8
 
-pytestmark = pytest.mark.skipif(not int8_kernel_available(), reason="this PyTorch has no int8 weight kernel")
+pytestmark = pytest.mark.skipif(not int8_kernel_available(), reason="this PyTorch has no FBGEMM int8 kernel")
 
 
-@pytest.mark.parametrize("rows", [1, DECODE_ROWS, DECODE_ROWS + 1, 40])  # the int8 kernel, then dequantized
+@pytest.mark.parametrize("rows", [1, 3, 40])  # a decode step, a few rows, a prompt
 def test_int8_linear_matches_float32(rows):
     torch.manual_seed(0)
     linear = torch.nn.Linear(96, 200)
@@ -20,8 +20,7 @@ def test_int8_linear_matches_float32(rows):
     x = torch.randn(2, rows, 96)
     expected, got = linear(x), quantized(x)
     assert got.shape == expected.shape == (2, rows, 200) and got.dtype == torch.float32
-    assert (got - expected).norm() / expected.norm() < 0.02  # int8 rows and bf16 activations: about 1%
-    assert quantized.weight_int8.dtype == torch.int8 and quantized.weight_int8.is_contiguous()
+    assert (got - expected).norm() / expected.norm() < 0.03  # int8 weights and activations: about 1%
     assert torch.allclose(quantized.dequantized(), linear.weight, atol=linear.weight.abs().max().item() / 127)
 
 
@@ -78,5 +77,6 @@ def test_int8_copy_generates_and_keeps_its_hooks(bundled, texts):
         with capture_attention(quantized) as int8_maps:
             quantized(texts[0], return_hidden=True)
     assert len(int8_maps) == model.config.num_layers
-    for a, b in zip(float_maps, int8_maps, strict=True):
-        assert (a - b).abs().max().item() < 2e-2
+    for a, b in zip(float_maps, int8_maps, strict=True):  # (the app always draws the float32 model's maps)
+        assert torch.allclose(b.sum(-1), torch.ones(()), atol=1e-5) and (b.triu(1) == 0).all()
+        assert (a - b).abs().mean().item() < 2e-3 and (a - b).abs().max().item() < 0.1
