@@ -34,7 +34,7 @@ SIZES = {
         prompt=16,
         new_tokens=128,
         lengths=(128, 512, 1024),
-        reps=5,
+        reps=7,
     ),
     "quick": dict(
         embed_dim=64, num_heads=4, num_layers=2, block_size=256, prompt=8, new_tokens=16, lengths=(32,), reps=1
@@ -43,13 +43,21 @@ SIZES = {
 
 
 def median_time(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
+    return median_times([fn], reps)[0]
+
+
+def median_times(fns, reps: int) -> list[float]:
+    """Median seconds of each function, the repetitions interleaved (a, b, a, b, ...) so that the
+    machine's slow spells hit every contender alike."""
+    for fn in fns:
+        fn()  # warm-up
+    times = [[] for _ in fns]
     for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, samples in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in times]
 
 
 def build_pair(size):
@@ -84,9 +92,13 @@ def row_decode(size, dtype_name: str) -> dict:
     idx = torch.randint(0, 50257, (1, size["prompt"]))
     n = size["new_tokens"]
     with torch.inference_mode():
-        t_ours = median_time(lambda: ours.generate(idx, n, temperature=0), size["reps"])
-        t_ref = median_time(
-            lambda: reference.generate(idx, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=50256),
+        t_ours, t_ref = median_times(
+            [
+                lambda: ours.generate(idx, n, temperature=0),
+                lambda: reference.generate(
+                    idx, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=50256
+                ),
+            ],
             size["reps"],
         )
     return {"ours_tok_s": n / t_ours, "reference_tok_s": n / t_ref, "ratio": t_ref / t_ours}
@@ -125,10 +137,15 @@ def row_analysis(size, length: int) -> dict:
     ids = idx[0].tolist()
     bf16 = fast_bf16(torch.device("cpu"))
     with torch.inference_mode():
-        t_ours = median_time(lambda: explorer.capture_maps(ours, ids, bf16=bf16), size["reps"])
-        t_f32 = median_time(lambda: explorer.capture_maps(ours, ids, bf16=False), size["reps"])
-        t_ref = median_time(lambda: reference(idx, output_attentions=True), size["reps"])
-        t_analyze = median_time(lambda: explorer.analyze(ours, ids, bf16=bf16), size["reps"])
+        t_ours, t_f32, t_ref, t_analyze = median_times(
+            [
+                lambda: explorer.capture_maps(ours, ids, bf16=bf16),
+                lambda: explorer.capture_maps(ours, ids, bf16=False),
+                lambda: reference(idx, output_attentions=True),
+                lambda: explorer.analyze(ours, ids, bf16=bf16),
+            ],
+            size["reps"],
+        )
     fast_maps, exact_maps = explorer.capture_maps(ours, ids, bf16)[0], explorer.capture_maps(ours, ids, False)[0]
     drift = (fast_maps - exact_maps).abs().max().item()
     return {
