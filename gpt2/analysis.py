@@ -27,7 +27,7 @@ def first_token_scores(attn: torch.Tensor) -> torch.Tensor:
 def entropy_scores(attn: torch.Tensor) -> torch.Tensor:
     """Mean entropy (nats) of the attention rows t ≥ 1: 0 = one key, log(t + 1) = uniform."""
     rows = attn[..., 1:, :]
-    maps = rows.reshape(-1, *rows.shape[-2:])  # (heads, T - 1, T)
+    maps = rows.unsqueeze(0).flatten(0, -3)  # (heads, T - 1, T), also for one map or an empty one
     buffer = torch.empty_like(maps[0])  # one head's -p log p at a time, not a copy of every map
     entropies = [torch.special.entr(m, out=buffer).sum(-1).mean(-1) for m in maps]
     return torch.stack(entropies).reshape(rows.shape[:-2])

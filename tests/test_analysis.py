@@ -86,3 +86,9 @@ def test_probe_on_a_model():
     assert maps.shape == (2, 4, 40, 40)
     scores = induction_probe(model, torch.arange(100, 500), length=20, seeds=(0,))
     assert scores.shape == (2, 4) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_scores_of_a_one_token_text_do_not_fail():
+    scores = head_scores(torch.ones(2, 3, 1, 1), [7])
+    assert all(s.shape == (2, 3) for s in scores.values())
+    assert scores["induction"].eq(0).all()

@@ -99,7 +99,7 @@ def _set_max_tokens(page, value: int) -> None:
 def _plot_area(page, plot="#heatmap"):
     """The plot area's box in the viewport (scrolled into view: the mouse only reaches what is shown)."""
     area = page.locator(f"{plot} .nsewdrag").first
-    area.scroll_into_view_if_needed()
+    area.evaluate("(element) => element.scrollIntoView({block: 'center'})")
     box = area.bounding_box()
     viewport = page.viewport_size
     assert box and box["width"] > 50 and box["height"] > 50, box
