@@ -70,9 +70,10 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
     def _project(self, x: torch.Tensor, float32: bool) -> torch.Tensor:
-        """Fused queries, keys, values (B, T, 3C). With `float32`, also under bf16 autocast: attention
-        probabilities that people read move by several hundredths when sharp heads see bf16 keys."""
-        if not float32:
+        """Fused queries, keys, values (B, T, 3C). With `float32`, in float32 also under autocast:
+        attention probabilities that people read move by several hundredths when sharp heads see
+        bf16 keys."""
+        if not (float32 and torch.is_autocast_enabled(x.device.type)):
             return self.c_attn(x)
         with torch.autocast(x.device.type, enabled=False):
             return self.c_attn(x.float())

@@ -99,3 +99,10 @@ def test_threads_capturing_at_once_see_only_their_own_maps(small_vocab_model):
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_capture_works_on_a_bfloat16_model(tiny_model):
+    model = tiny_model.to(torch.bfloat16)
+    with torch.inference_mode(), capture_attention(model) as maps:
+        model(torch.tensor([[1, 2, 3, 4]]))
+    assert maps[0].shape == (1, 4, 4, 4) and torch.allclose(maps[0].float().sum(-1), torch.ones(()), atol=1e-3)
