@@ -92,6 +92,23 @@ def test_chunked_loss_equals_plain_cross_entropy():
     assert torch.allclose(hidden.grad, 2 * grads[0], atol=1e-6) and torch.allclose(weight.grad, 2 * grads[1], atol=1e-6)
 
 
+def test_chunked_loss_under_bf16_autocast_stays_close():
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 50, 32, requires_grad=True)
+    weight = (0.1 * torch.randn(500, 32)).requires_grad_()
+    targets = torch.randint(0, 500, (3, 50))
+    exact = chunked_cross_entropy(hidden, weight, targets, chunk_size=64)
+    exact.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = chunked_cross_entropy(hidden, weight, targets, chunk_size=64)
+    fast.backward()
+    assert fast.dtype == torch.float32 and abs(fast.item() - exact.item()) < 1e-2
+    for got, want in zip((hidden.grad, weight.grad), grads, strict=True):
+        assert got.dtype == torch.float32 and (got - want).norm() / want.norm() < 2e-2
+
+
 def test_learning_rate_schedule():
     args = parse_args(["--lr", "1e-3", "--min-lr", "1e-4", "--warmup-steps", "10", "--max-steps", "110"])
     assert learning_rate(0, args) == pytest.approx(1e-4)
