@@ -289,7 +289,7 @@ def _as_text(visible_tokens: list[str]) -> str:
 
 
 def _token_start(chips: list[str], hostile: str) -> int:
-    """Index of the chip where `hostile` begins in the text the chips spell."""
+    """Index of the first chip at or after where `hostile` begins in the text the chips spell."""
     offset, text = 0, _as_text(chips)
     start = text.index(hostile)
     for n, chip in enumerate(chips):
