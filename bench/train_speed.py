@@ -61,7 +61,7 @@ def main(argv=None):
     y = torch.randint(0, 50257, (args.batch_size, args.block_size))
     tokens = x.numel()
     results = {}
-    # Interleave the two so that machine noise hits both alike.
+    # Interleave the variants so that machine noise hits each alike.
     variants = [("plain (fp32 logits + cross_entropy)", plain_loss), ("ours (chunked head loss)", lm_loss)]
     amp_dtype = autocast_dtype("auto", torch.device("cpu"))
     if amp_dtype is not None:

@@ -9,6 +9,16 @@ sys.path.insert(0, str(ROOT))
 
 from gpt2 import GPT2  # noqa: E402
 
+# The hostile strings: every view must show them as literal text and run none of them.
+HOSTILE_STRINGS = (
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "${alert(1)}",
+    "javascript:alert(1)",
+    "</textarea>",
+    "<b>bold</b>",
+)
+
 
 @pytest.fixture
 def tiny_model() -> GPT2:

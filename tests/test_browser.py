@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import HOSTILE_STRINGS
 
 pytestmark = pytest.mark.slow
 
@@ -268,14 +269,6 @@ def test_browser_end_to_end(app_server):
         assert not page.locator("#status textarea").input_value().startswith("Done: 1000")
 
 
-HOSTILE_STRINGS = (
-    "<script>alert(1)</script>",
-    "<img src=x onerror=alert(1)>",
-    "${alert(1)}",
-    "javascript:alert(1)",
-    "</textarea>",
-    "<b>bold</b>",
-)
 # a heatmap's row labels ("'tok' (i)", HTML-escaped for plotly) decoded back to the tokens' visible text
 HEATMAP_TOKENS = """(selector) => document.querySelector(selector).data[0].y.map((label) => {
     const text = new DOMParser().parseFromString(label, 'text/html').documentElement.textContent;

@@ -5,20 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import HOSTILE_STRINGS
 
 from gpt2 import GPT2, plots
 from gpt2 import explorer as ex
 from gpt2.quantize import Int8Linear
 from gpt2.tokenizer import get_tokenizer
-
-HOSTILE = [
-    "<script>alert(1)</script>",
-    "<img src=x onerror=alert(1)>",
-    "${alert(1)}",
-    "javascript:alert(1)",
-    "</textarea>",
-    "<b>bold</b>",
-]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +21,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def hostile_analysis(model):
-    ids = get_tokenizer().encode(" ".join(HOSTILE))
+    ids = get_tokenizer().encode(" ".join(HOSTILE_STRINGS))
     return ex.analyze(model, ids)
 
 
