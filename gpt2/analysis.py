@@ -57,7 +57,7 @@ def induction_scores(attn: torch.Tensor, ids) -> torch.Tensor:
         return attn.new_zeros(attn.shape[:-2])
     queries, keys = targets.nonzero(as_tuple=True)  # the few (query, target key) pairs; key 0 is never one
     on_target = attn.new_zeros(attn.shape[:-1]).index_add_(-1, queries, attn[..., queries, keys])  # (..., T)
-    beyond_sink = attn.sum(-1) - attn[..., 0]  # (..., T): each row's attention to keys ≥ 1
+    beyond_sink = attn[..., 1:].sum(-1)  # (..., T): each row's attention to keys ≥ 1 (not 1 - sink: that cancels)
     return (on_target[..., scored] / beyond_sink[..., scored].clamp_min(1e-12)).mean(-1)
 
 

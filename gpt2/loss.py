@@ -11,56 +11,70 @@ import torch
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk_size):
+    def forward(ctx, hidden, weight, targets, chunk_size, group):
         # hidden (N, C), weight (V, C), targets (N,)
         n_rows, vocab_size = hidden.size(0), weight.size(0)
         # the three head matmuls run in autocast's dtype when autocast is on (bf16 units make them
-        # several times faster); the softmax and the loss are always float32
+        # several times faster)
         device_type = hidden.device.type
         on = torch.is_autocast_enabled(device_type)
         compute_dtype = torch.get_autocast_dtype(device_type) if on else hidden.dtype
         with torch.autocast(device_type, enabled=False):
-            weight_c = weight.to(compute_dtype)
-            grad_hidden = torch.empty(hidden.shape, dtype=compute_dtype, device=hidden.device)
+            weight_c = weight.to(compute_dtype)  # (V, C)
+            weight_t = weight_c.t().contiguous()  # (C, V): the logits matmul runs about 2x faster on this layout
+            hidden_c = hidden.to(compute_dtype)
+            grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
             grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            # one logits buffer for every chunk (and a low-precision twin under autocast): allocating
-            # and faulting in a fresh (chunk, V) buffer per chunk costs more than the arithmetic
-            rows = min(chunk_size, n_rows)
-            logits_buf = torch.empty((rows, vocab_size), dtype=torch.float32, device=hidden.device)
-            low_buf = (
-                logits_buf if compute_dtype == torch.float32 else torch.empty_like(logits_buf, dtype=compute_dtype)
-            )
-            for start in range(0, n_rows, chunk_size):
-                h = hidden[start : start + chunk_size].to(compute_dtype)
-                t = targets[start : start + chunk_size]
-                logits, low = logits_buf[: h.size(0)], low_buf[: h.size(0)]  # (n, V)
-                torch.mm(h, weight_c.t(), out=low)
-                if low is not logits:
-                    logits.copy_(low)
-                target_logit = logits.gather(1, t[:, None]).squeeze(1)
-                row_max = logits.amax(dim=-1, keepdim=True)
-                sum_exp = logits.sub_(row_max).exp_().sum(dim=-1, keepdim=True)  # logits now hold exp(l - max)
-                total += (row_max + sum_exp.log()).squeeze(1).sub_(target_logit).sum()
-                # d(mean loss)/d(logits) = (softmax - onehot) / N, in place
-                grad_logits = logits.div_(sum_exp * n_rows)
-                grad_logits[torch.arange(t.numel(), device=t.device), t] -= 1.0 / n_rows
-                if low is not logits:
-                    grad_logits = low.copy_(grad_logits)
-                grad_hidden[start : start + chunk_size] = grad_logits @ weight_c
-                grad_weight += grad_logits.t() @ h  # float32 accumulation of each chunk's product
-        ctx.save_for_backward(grad_hidden.to(hidden.dtype), grad_weight.to(weight.dtype))
-        return total / n_rows
+            # The gradient of the summed loss with respect to a row of logits is softmax - onehot,
+            # = exp(l) / sum_exp - onehot. Only exp(l) is written to the big buffer: the division and
+            # the onehot are applied to the (rows, C) results of the two gradient matmuls instead, which
+            # saves two passes over (rows, V). Chunks of `chunk_size` rows fill a buffer of `group`
+            # chunks; the gradient matmuls then run once per group. Buffers are reused: faulting in
+            # fresh (rows, V) pages per chunk costs more than the arithmetic. Under bf16 autocast the
+            # exponentials are bf16 too: the logits come out of the matmul rounded to bf16 and go back
+            # into one in bf16, so float32 in between would only add two copies.
+            group_rows = min(chunk_size * group, n_rows)
+            exp_buf = torch.empty((group_rows, vocab_size), dtype=compute_dtype, device=hidden.device)
+            inv_sum_buf = torch.empty((group_rows, 1), dtype=torch.float32, device=hidden.device)
+            weight_buf = torch.empty_like(weight_c)  # each group's (V, C) product, before the float32 sum
+            for group_start in range(0, n_rows, group_rows):
+                group_end = min(group_start + group_rows, n_rows)
+                for start in range(group_start, group_end, chunk_size):
+                    end = min(start + chunk_size, group_end)
+                    rows = slice(start - group_start, end - group_start)
+                    logits = torch.mm(hidden_c[start:end], weight_t, out=exp_buf[rows])  # (n, V)
+                    target_logit = logits.gather(1, targets[start:end, None]).squeeze(1).float()
+                    shift = logits.amax(dim=-1, keepdim=True)
+                    if shift.abs().max() < 60:  # exp(l) can neither overflow nor vanish: skip the subtraction
+                        shift = shift.new_zeros(())
+                    else:
+                        logits.sub_(shift)
+                    sum_exp = logits.exp_().sum(dim=-1, keepdim=True).float()  # logits now hold exp(l - shift)
+                    total += (shift.float() + sum_exp.log()).squeeze(1).sub_(target_logit).sum()
+                    torch.reciprocal(sum_exp, out=inv_sum_buf[rows])
+                n = group_end - group_start
+                exps, inv_sum, t = exp_buf[:n], inv_sum_buf[:n], targets[group_start:group_end]
+                h = hidden_c[group_start:group_end]
+                # grad_hidden = softmax @ W - W[t];  grad_weight = softmax^T @ h - onehot^T @ h
+                grad_hidden[group_start:group_end] = (exps @ weight_c).float().mul_(inv_sum).sub_(weight_c[t])
+                grad_weight += torch.mm(exps.t(), (h * inv_sum).to(compute_dtype), out=weight_buf)
+                grad_weight.index_add_(0, t, h.float(), alpha=-1.0)
+        scale = 1.0 / n_rows
+        ctx.save_for_backward(grad_hidden.to(hidden.dtype).mul_(scale), grad_weight.mul_(scale).to(weight.dtype))
+        return total * scale
 
     @staticmethod
     def backward(ctx, grad_loss):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_loss, grad_weight * grad_loss, None, None
+        return grad_hidden * grad_loss, grad_weight * grad_loss, None, None, None
 
 
 def chunked_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 512
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 128, group: int = 4
 ) -> torch.Tensor:
-    """Mean cross-entropy of `hidden @ weight.T` against `targets`; hidden (..., C), targets (...)."""
+    """Mean cross-entropy of `hidden @ weight.T` against `targets`; hidden (..., C), targets (...).
+
+    The softmax runs on `chunk_size` rows at a time, the gradient matmuls on `group` chunks at a time."""
     hidden = hidden.reshape(-1, hidden.size(-1))
-    return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets.reshape(-1), chunk_size)
+    return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets.reshape(-1), chunk_size, group)

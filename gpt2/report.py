@@ -10,15 +10,8 @@ import argparse
 import torch
 
 from .analysis import attention_maps, first_token_scores, induction_probe, previous_token_probe
-from .train import evaluate, read_corpus, split_tokens
+from .train import evaluate, read_corpus, split_tokens, token_pool
 from .weights import load_pretrained
-
-
-def token_pool(train_ids: torch.Tensor, min_count: int = 5) -> torch.Tensor:
-    """Tokens the model saw at least `min_count` times in training: the induction probe draws from
-    these, since a model cannot match tokens it never saw."""
-    counts = torch.bincount(train_ids, minlength=50257)
-    return (counts >= min_count).nonzero().flatten()
 
 
 def head_score_table(model, split, natural_tokens: int = 2048) -> dict[str, torch.Tensor]:

@@ -64,12 +64,20 @@ def split_tokens(text: str, val_fraction: float = 0.1) -> Split:
 
 
 def sample_batch(
-    tokens: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator, repeat_fraction: float = 0.0
+    tokens: torch.Tensor,
+    batch_size: int,
+    block_size: int,
+    generator: torch.Generator,
+    repeat_fraction: float = 0.0,
+    synthetic_fraction: float = 0.0,
+    pool: torch.Tensor | None = None,
 ):
     """Random windows: inputs (B, T) and next-token targets (B, T).
 
     With `repeat_fraction`, that share of the windows holds a stretch of text followed by the same
     stretch again: text that rewards copying from context, which is what induction heads do.
+    With `synthetic_fraction`, that share instead holds a run of distinct random tokens from `pool`
+    repeated to fill the window (see `repeated_random_window`).
     """
     starts = torch.randint(len(tokens) - block_size - 1, (batch_size,), generator=generator)
     offsets = torch.arange(block_size + 1)
@@ -78,7 +86,26 @@ def sample_batch(
         repeat = torch.rand(batch_size, generator=generator) < repeat_fraction
         half = (block_size + 2) // 2
         windows[repeat] = windows[repeat, :half].repeat(1, 2)[:, : block_size + 1]
+    if synthetic_fraction > 0:
+        synthetic = (torch.rand(batch_size, generator=generator) < synthetic_fraction).nonzero().flatten()
+        for row in synthetic.tolist():
+            windows[row] = repeated_random_window(pool, block_size + 1, generator)
     return windows[:, :-1], windows[:, 1:]
+
+
+def token_pool(train_ids: torch.Tensor, min_count: int = 5) -> torch.Tensor:
+    """Tokens seen at least `min_count` times in training: the tokens a model can learn to match."""
+    counts = torch.bincount(train_ids, minlength=50257)
+    return (counts >= min_count).nonzero().flatten()
+
+
+def repeated_random_window(pool: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
+    """`length` tokens: a run of 8 to length // 2 distinct tokens from `pool`, repeated. Only the first
+    run is unpredictable; after it every token is predictable by attending to what followed the
+    earlier copy of the current token, so these windows reward induction heads and nothing else."""
+    run = int(torch.randint(min(8, length // 2), length // 2 + 1, (1,), generator=generator))
+    tokens = pool[torch.randperm(pool.numel(), generator=generator)[:run]]
+    return tokens.repeat(length // run + 1)[:length]
 
 
 def lm_loss(model, idx, targets) -> torch.Tensor:
@@ -178,6 +205,7 @@ def train(args) -> None:
     if not 1 < seq_len <= config.block_size:
         raise SystemExit(f"error: --seq-len must be between 2 and the block size {config.block_size}")
     optimizer = make_optimizer(model, args)
+    pool = token_pool(split.train) if args.synthetic_fraction > 0 else None
     start_step = 0
     data_rng = torch.Generator().manual_seed(args.seed)  # same on every rank: each takes its slice of one global batch
     if args.resume and state_path.is_file():
@@ -218,7 +246,9 @@ def train(args) -> None:
         model.train()
         step_loss = torch.zeros((), device=device)
         for micro in range(args.grad_accum):
-            x, y = sample_batch(split.train, global_batch, seq_len, data_rng, args.repeat_fraction)
+            x, y = sample_batch(
+                split.train, global_batch, seq_len, data_rng, args.repeat_fraction, args.synthetic_fraction, pool
+            )
             x = x[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
             y = y[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
             sync = nullcontext() if (world == 1 or micro == args.grad_accum - 1) else ddp_model.no_sync()
@@ -332,6 +362,12 @@ def parse_args(argv=None):
         type=float,
         default=0.0,
         help="share of training windows made of a text stretch repeated twice",
+    )
+    p.add_argument(
+        "--synthetic-fraction",
+        type=float,
+        default=0.0,
+        help="share of training windows made of a run of random tokens repeated (rewards induction heads)",
     )
     p.add_argument("--batch-size", type=int, default=16, help="sequences per process per micro-step")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")

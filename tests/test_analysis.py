@@ -66,6 +66,20 @@ def test_induction_targets_and_score_on_a_perfect_induction_head():
     assert induction_scores(uniform_map(2 * n), torch.arange(2 * n)).item() == 0.0  # nothing repeats
 
 
+def test_induction_score_of_a_head_parked_on_the_sink_stays_a_fraction():
+    # Rows that put all but ~1e-8 on key 0: the remainder is a float32 rounding away from zero, and
+    # taking it as 1 - sink cancelled to nothing and once scored such a head 2.6.
+    n = 6
+    ids = torch.tensor([10, 11, 12, 13, 14, 15] * 2)
+    attn = torch.zeros(2 * n, 2 * n, dtype=torch.float32)
+    attn[:, 0] = 1.0
+    for t in range(n, 2 * n):
+        attn[t, t - n + 1] = 1e-8  # the target gets a sliver,
+        attn[t, 1 if t - n + 1 != 1 else 2] = 3e-8  # another key three times as much
+    score = induction_scores(attn, ids).item()
+    assert score == pytest.approx(0.25, rel=1e-4)
+
+
 def test_roles_follow_the_scores():
     ids = torch.tensor([5, 6, 7, 8] * 2)
     induction = torch.zeros(8, 8)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from gpt2 import GPT2
 from gpt2.loss import chunked_cross_entropy
-from gpt2.train import learning_rate, parse_args
+from gpt2.train import learning_rate, parse_args, repeated_random_window, sample_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # float32: the comparisons below are exact, and bf16 autocast (the default on CPUs with bf16 units) rounds
@@ -77,7 +77,8 @@ def assert_same_weights(a, b, atol):
         assert torch.allclose(a[name], b[name], atol=atol), name
 
 
-def test_chunked_loss_equals_plain_cross_entropy():
+@pytest.mark.parametrize("group", [1, 3, 4])
+def test_chunked_loss_equals_plain_cross_entropy(group):
     torch.manual_seed(0)
     hidden = torch.randn(2, 37, 16, requires_grad=True)
     weight = torch.randn(300, 16, requires_grad=True)
@@ -86,10 +87,25 @@ def test_chunked_loss_equals_plain_cross_entropy():
     plain.backward()
     grads = hidden.grad.clone(), weight.grad.clone()
     hidden.grad = weight.grad = None
-    ours = chunked_cross_entropy(hidden, weight, targets, chunk_size=10)
+    ours = chunked_cross_entropy(hidden, weight, targets, chunk_size=10, group=group)  # 74 rows: ragged ends
     (2 * ours).backward()
     assert torch.allclose(ours, plain, atol=1e-5)
     assert torch.allclose(hidden.grad, 2 * grads[0], atol=1e-6) and torch.allclose(weight.grad, 2 * grads[1], atol=1e-6)
+
+
+def test_chunked_loss_with_large_logits_subtracts_the_row_max():
+    torch.manual_seed(0)
+    hidden = torch.randn(40, 16, requires_grad=True)
+    weight = (8 * torch.randn(300, 16)).requires_grad_()  # logits of ±100: exp would overflow unshifted
+    targets = torch.randint(0, 300, (40,))
+    plain = torch.nn.functional.cross_entropy(hidden @ weight.t(), targets)
+    plain.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    ours = chunked_cross_entropy(hidden, weight, targets, chunk_size=8, group=2)
+    ours.backward()
+    assert torch.isfinite(ours) and torch.allclose(ours, plain, rtol=1e-5)
+    assert torch.allclose(hidden.grad, grads[0], atol=1e-5) and torch.allclose(weight.grad, grads[1], atol=1e-5)
 
 
 def test_chunked_loss_under_bf16_autocast_stays_close():
@@ -102,11 +118,31 @@ def test_chunked_loss_under_bf16_autocast_stays_close():
     grads = hidden.grad.clone(), weight.grad.clone()
     hidden.grad = weight.grad = None
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        fast = chunked_cross_entropy(hidden, weight, targets, chunk_size=64)
+        fast = chunked_cross_entropy(hidden, weight, targets, chunk_size=16, group=4)
     fast.backward()
     assert fast.dtype == torch.float32 and abs(fast.item() - exact.item()) < 1e-2
     for got, want in zip((hidden.grad, weight.grad), grads, strict=True):
         assert got.dtype == torch.float32 and (got - want).norm() / want.norm() < 2e-2
+
+
+def test_synthetic_windows_repeat_a_run_of_distinct_pool_tokens():
+    pool = torch.arange(6000, 6400)
+    gen = torch.Generator().manual_seed(0)
+    runs = set()
+    for _ in range(50):
+        window = repeated_random_window(pool, 65, gen)
+        run = next(r for r in range(1, 66) if torch.equal(window[r:], window[:-r]))  # the period
+        assert 8 <= run <= 32 and window[:run].unique().numel() == run
+        assert torch.isin(window, pool).all()
+        runs.add(run)
+    assert len(runs) > 10  # the run length varies, so no fixed offset predicts the copy
+
+    text = torch.arange(5000)  # no token repeats within a window of natural "text"
+    x, y = sample_batch(text, 400, 64, gen, synthetic_fraction=0.25, pool=pool)
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    synthetic = torch.isin(x[:, 0], pool)
+    assert 60 < synthetic.sum() < 140
+    assert (x[~synthetic, 1:] - x[~synthetic, :-1]).eq(1).all()  # the rest is untouched text
 
 
 def test_learning_rate_schedule():
