@@ -103,7 +103,8 @@ def repeated_random_window(pool: torch.Tensor, length: int, generator: torch.Gen
     """`length` tokens: a run of 8 to length // 2 distinct tokens from `pool`, repeated. Only the first
     run is unpredictable; after it every token is predictable by attending to what followed the
     earlier copy of the current token, so these windows reward induction heads and nothing else."""
-    run = int(torch.randint(min(8, length // 2), length // 2 + 1, (1,), generator=generator))
+    longest = min(length // 2, pool.numel())
+    run = int(torch.randint(min(8, longest), longest + 1, (1,), generator=generator))
     tokens = pool[torch.randperm(pool.numel(), generator=generator)[:run]]
     return tokens.repeat(length // run + 1)[:length]
 
@@ -206,6 +207,10 @@ def train(args) -> None:
         raise SystemExit(f"error: --seq-len must be between 2 and the block size {config.block_size}")
     optimizer = make_optimizer(model, args)
     pool = token_pool(split.train) if args.synthetic_fraction > 0 else None
+    if pool is not None and pool.numel() < 8:
+        raise SystemExit(
+            "error: --synthetic-fraction needs at least 8 distinct tokens seen 5 times in the training text"
+        )
     start_step = 0
     data_rng = torch.Generator().manual_seed(args.seed)  # same on every rank: each takes its slice of one global batch
     if args.resume and state_path.is_file():
@@ -337,6 +342,13 @@ def eval_only(args) -> None:
     print(f"validation loss: {val:.4f} nats/token over {len(split.val):,} held-out tokens (windows of {block_size})")
 
 
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m gpt2.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -359,13 +371,13 @@ def parse_args(argv=None):
     p.add_argument("--init-from", help="start from this checkpoint's weights (fresh optimizer and schedule)")
     p.add_argument(
         "--repeat-fraction",
-        type=float,
+        type=fraction,
         default=0.0,
         help="share of training windows made of a text stretch repeated twice",
     )
     p.add_argument(
         "--synthetic-fraction",
-        type=float,
+        type=fraction,
         default=0.0,
         help="share of training windows made of a run of random tokens repeated (rewards induction heads)",
     )

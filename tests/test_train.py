@@ -144,6 +144,27 @@ def test_synthetic_windows_repeat_a_run_of_distinct_pool_tokens():
     assert 60 < synthetic.sum() < 140
     assert (x[~synthetic, 1:] - x[~synthetic, :-1]).eq(1).all()  # the rest is untouched text
 
+    small = torch.arange(6000, 6005)  # fewer tokens than the shortest run: the run shrinks to fit
+    window = repeated_random_window(small, 65, gen)
+    assert window.shape == (65,) and torch.equal(window[5:], window[:-5])
+
+
+def test_bad_mixing_fractions_and_too_few_tokens_are_one_line_errors(tmp_path):
+    for flag in ("--synthetic-fraction", "--repeat-fraction"):
+        with pytest.raises(SystemExit):
+            parse_args(["--preset", "tiny", flag, "1.5"])
+    corpus = tmp_path / "few.txt"
+    corpus.write_text("to be or not " * 400, encoding="utf-8")  # 4 distinct tokens
+    result = subprocess.run(
+        [sys.executable, "-m", "gpt2.train", "--data", str(corpus), *TINY, "--synthetic-fraction", "0.5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --synthetic-fraction needs at least 8")
+
 
 def test_learning_rate_schedule():
     args = parse_args(["--lr", "1e-3", "--min-lr", "1e-4", "--warmup-steps", "10", "--max-steps", "110"])
