@@ -125,10 +125,11 @@ def row_floor(size) -> dict:
 
 
 def row_analysis(size, length: int) -> dict:
-    """The app's capture pass (`explorer.capture_maps`: every head's map, bf16 matmuls where the
+    """The app's capture pass (`analysis.capture_maps`: every head's map, bf16 matmuls where the
     hardware has bf16 units) and the same in float32, vs the reference's eager attention with
     output_attentions; plus the whole `explorer.analyze` (the capture, head scores and roles)."""
     from gpt2 import explorer
+    from gpt2.analysis import capture_maps
     from gpt2.precision import fast_bf16
 
     ours, reference = build_pair(size)
@@ -139,14 +140,14 @@ def row_analysis(size, length: int) -> dict:
     with torch.inference_mode():
         t_ours, t_f32, t_ref, t_analyze = median_times(
             [
-                lambda: explorer.capture_maps(ours, ids, bf16=bf16),
-                lambda: explorer.capture_maps(ours, ids, bf16=False),
+                lambda: capture_maps(ours, ids, bf16=bf16),
+                lambda: capture_maps(ours, ids, bf16=False),
                 lambda: reference(idx, output_attentions=True),
                 lambda: explorer.analyze(ours, ids, bf16=bf16),
             ],
             size["reps"],
         )
-    fast_maps, exact_maps = explorer.capture_maps(ours, ids, bf16)[0], explorer.capture_maps(ours, ids, False)[0]
+    fast_maps, exact_maps = capture_maps(ours, ids, bf16)[0], capture_maps(ours, ids, False)[0]
     drift = (fast_maps - exact_maps).abs().max().item()
     return {
         "T": length,

@@ -8,6 +8,7 @@ itself, so it says nothing about a head.
 import torch
 
 from .hooks import capture_attention
+from .precision import fast_bf16
 
 SCORE_NAMES = ("previous-token", "induction", "first-token sink", "entropy")
 # A head gets a role when its score reaches the threshold; the first match in this order wins.
@@ -87,13 +88,32 @@ def head_roles(scores: dict[str, torch.Tensor]) -> list[list[str]]:
 
 
 @torch.inference_mode()
-def attention_maps(model, ids) -> torch.Tensor:
-    """(L, H, T, T) attention of one token sequence, captured through the hooks."""
+def capture_maps(model, ids, bf16: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every head's attention (L, H, T, T) and the final hidden states (T, C) of one pass over `ids`.
+
+    `bf16` runs the MLPs and output projections in bfloat16 (default: where the hardware makes that
+    faster); queries, keys, scores and probabilities stay float32, so the maps stay close to float32's
+    (`bench/bench.py` prints the largest difference). The maps are written into one preallocated
+    tensor as each layer makes them."""
     device = model.wte.weight.device
     idx = torch.as_tensor(ids, dtype=torch.long, device=device).reshape(1, -1)
-    with capture_attention(model) as maps:
-        model(idx, return_hidden=True)
-    return torch.stack([m[0] for m in maps]).float().cpu()
+    config, T = model.config, idx.size(1)
+    attn = torch.empty((config.num_layers, 1, config.num_heads, T, T), device=device)
+    use_bf16 = fast_bf16(device) if bf16 is None else bf16
+    with capture_attention(model, into=attn), torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
+        hidden = model(idx, return_hidden=True)[0]
+    return attn[:, 0], hidden.float()
+
+
+def attention_maps(model, ids) -> torch.Tensor:
+    """(L, H, T, T) float32 attention of one token sequence, on the CPU."""
+    return capture_maps(model, ids, bf16=False)[0].cpu()
+
+
+def random_distinct_tokens(pool: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` tokens drawn at random without replacement from `pool`, a tensor of distinct tokens
+    (all of them, shuffled, if it holds fewer)."""
+    return pool[torch.randperm(pool.numel(), generator=generator)[:count]]
 
 
 def random_repeated_tokens(length: int, pool, seed: int = 0) -> torch.Tensor:
@@ -101,8 +121,7 @@ def random_repeated_tokens(length: int, pool, seed: int = 0) -> torch.Tensor:
     pool = torch.as_tensor(pool).unique()
     if pool.numel() < length:
         raise ValueError(f"the pool has {pool.numel()} tokens, fewer than {length}")
-    generator = torch.Generator().manual_seed(seed)
-    first = pool[torch.randperm(pool.numel(), generator=generator)[:length]]
+    first = random_distinct_tokens(pool, length, torch.Generator().manual_seed(seed))
     return torch.cat([first, first])
 
 

@@ -16,11 +16,9 @@ import numpy as np
 import torch
 
 from . import plots
-from .analysis import SCORE_NAMES, head_roles, head_scores
+from .analysis import SCORE_NAMES, capture_maps, head_roles, head_scores
 from .generate import SamplingError, check_sampling_args
-from .hooks import capture_attention
 from .model import GPT2
-from .precision import fast_bf16
 from .quantize import int8_kernel_available, quantize_int8
 from .tokenizer import BUNDLED_MODEL_DIR, Tokenizer, get_tokenizer
 from .weights import ModelLoadError, canonical_hub_name, load_pretrained
@@ -208,23 +206,6 @@ class Analysis:
     @property
     def nbytes(self) -> int:
         return self.maps.nbytes + self.hidden.numel() * self.hidden.element_size()
-
-
-@torch.inference_mode()
-def capture_maps(model: GPT2, ids: list[int], bf16: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every head's attention (L, H, T, T) and the final hidden states (T, C) of one pass over `ids`.
-
-    `bf16` runs the MLPs and output projections in bfloat16 (default: where the hardware makes that
-    faster); queries, keys, scores and probabilities stay float32, so the maps stay close to float32's
-    (`bench/bench.py` prints the largest difference)."""
-    device = model.wte.weight.device
-    idx = torch.tensor([ids], dtype=torch.long, device=device)
-    config = model.config
-    attn = torch.empty((config.num_layers, 1, config.num_heads, len(ids), len(ids)), device=device)
-    use_bf16 = fast_bf16(device) if bf16 is None else bf16
-    with capture_attention(model, into=attn), torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
-        hidden = model(idx, return_hidden=True)[0]
-    return attn[:, 0], hidden.float()
 
 
 def analyze(model: GPT2, ids: list[int], tokenizer: Tokenizer | None = None, bf16: bool | None = None) -> Analysis:

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from .analysis import random_distinct_tokens
 from .config import GPT2Config
 from .loss import chunked_cross_entropy
 from .model import GPT2
@@ -105,8 +106,7 @@ def repeated_random_window(pool: torch.Tensor, length: int, generator: torch.Gen
     earlier copy of the current token, so these windows reward induction heads and nothing else."""
     longest = min(length // 2, pool.numel())
     run = int(torch.randint(min(8, longest), longest + 1, (1,), generator=generator))
-    tokens = pool[torch.randperm(pool.numel(), generator=generator)[:run]]
-    return tokens.repeat(length // run + 1)[:length]
+    return random_distinct_tokens(pool, run, generator).repeat(length // run + 1)[:length]
 
 
 def lm_loss(model, idx, targets) -> torch.Tensor:
