@@ -72,13 +72,16 @@ def sample_batch(
     repeat_fraction: float = 0.0,
     synthetic_fraction: float = 0.0,
     pool: torch.Tensor | None = None,
+    lagged_fraction: float = 0.0,
+    lagged_pool: torch.Tensor | None = None,
 ):
     """Random windows: inputs (B, T) and next-token targets (B, T).
 
     With `repeat_fraction`, that share of the windows holds a stretch of text followed by the same
     stretch again: text that rewards copying from context, which is what induction heads do.
     With `synthetic_fraction`, that share instead holds a run of distinct random tokens from `pool`
-    repeated to fill the window (see `repeated_random_window`).
+    repeated to fill the window (see `repeated_random_window`); with `lagged_fraction`, another
+    share holds lagged-copy windows of `lagged_pool` tokens (see `lagged_copy_windows`).
     """
     starts = torch.randint(len(tokens) - block_size - 1, (batch_size,), generator=generator)
     offsets = torch.arange(block_size + 1)
@@ -87,10 +90,13 @@ def sample_batch(
         repeat = torch.rand(batch_size, generator=generator) < repeat_fraction
         half = (block_size + 2) // 2
         windows[repeat] = windows[repeat, :half].repeat(1, 2)[:, : block_size + 1]
-    if synthetic_fraction > 0:
-        synthetic = (torch.rand(batch_size, generator=generator) < synthetic_fraction).nonzero().flatten()
-        for row in synthetic.tolist():
+    if synthetic_fraction > 0 or lagged_fraction > 0:
+        kind = torch.rand(batch_size, generator=generator)  # below synthetic_fraction: synthetic; next: lagged
+        for row in (kind < synthetic_fraction).nonzero().flatten().tolist():
             windows[row] = repeated_random_window(pool, block_size + 1, generator)
+        lagged = (kind >= synthetic_fraction) & (kind < synthetic_fraction + lagged_fraction)
+        if lagged.any():
+            windows[lagged] = lagged_copy_windows(lagged_pool, int(lagged.sum()), block_size + 1, generator)
     return windows[:, :-1], windows[:, 1:]
 
 
@@ -98,6 +104,48 @@ def token_pool(train_ids: torch.Tensor, min_count: int = 5) -> torch.Tensor:
     """Tokens seen at least `min_count` times in training: the tokens a model can learn to match."""
     counts = torch.bincount(train_ids, minlength=50257)
     return (counts >= min_count).nonzero().flatten()
+
+
+def frequent_tokens(train_ids: torch.Tensor, count: int = 500) -> torch.Tensor:
+    """The `count` most frequent training tokens, whose embeddings grow far apart early in training."""
+    return torch.bincount(train_ids, minlength=50257).argsort(descending=True)[:count]
+
+
+def lagged_copy_windows(
+    pool: torch.Tensor, rows: int, length: int, generator: torch.Generator, copy_prob: float = 0.5
+) -> torch.Tensor:
+    """(rows, length) random `pool` tokens where each token from the third on is, with probability
+    `copy_prob`, a copy of the token two places back. Predicting the token after position t then
+    needs the token at t - 1, at every position, so these windows reward a previous-token head."""
+    fresh = pool[torch.randint(pool.numel(), (rows, length), generator=generator)]
+    copied = torch.rand(rows, length, generator=generator) < copy_prob
+    copied[:, :2] = False
+    source = torch.where(copied, 0, torch.arange(length))  # own position where fresh, else 0
+    for parity in (0, 1):  # each chain of every other position: copy from the latest fresh token in it
+        source[:, parity::2] = source[:, parity::2].cummax(-1).values
+    return fresh.gather(1, source)
+
+
+def helix_positions(
+    block_size: int,
+    embed_dim: int,
+    num_frequencies: int = 16,
+    periods: tuple[float, float] = (2.5, 32.0),
+    row_norm: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """(block_size, embed_dim) positional embeddings on a helix: `num_frequencies` pairs of
+    coordinates turn by a fixed angle per position (periods spaced geometrically), placed in a random
+    subspace. One fixed rotation maps every position's row to the next one's, so a query/key map
+    that attends one position back works at every position, including ones never trained on."""
+    if 2 * num_frequencies > embed_dim:
+        raise ValueError(f"{num_frequencies} frequencies need {2 * num_frequencies} dims; embed_dim is {embed_dim}")
+    omega = 2 * math.pi / torch.logspace(math.log10(periods[0]), math.log10(periods[1]), num_frequencies)
+    phase = 2 * math.pi * torch.rand(num_frequencies, generator=generator)
+    angles = torch.arange(block_size)[:, None] * omega + phase  # (T, F)
+    coords = torch.cat([angles.cos(), angles.sin()], dim=1) * (row_norm / math.sqrt(num_frequencies))  # (T, 2F)
+    basis, _ = torch.linalg.qr(torch.randn(embed_dim, 2 * num_frequencies, generator=generator))  # (C, 2F)
+    return coords @ basis.T
 
 
 def repeated_random_window(pool: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
@@ -147,8 +195,9 @@ def learning_rate(step: int, args) -> float:
 
 
 def make_optimizer(model: GPT2, args) -> torch.optim.AdamW:
-    matrices = [p for p in model.parameters() if p.dim() >= 2]  # weights and embeddings decay
-    vectors = [p for p in model.parameters() if p.dim() < 2]  # biases and LayerNorm gains do not
+    keep = {id(model.wpe.weight)} if args.position_init == "helix" else set()  # a helix keeps its scale
+    matrices = [p for p in model.parameters() if p.dim() >= 2 and id(p) not in keep]  # weights, embeddings decay
+    vectors = [p for p in model.parameters() if p.dim() < 2 or id(p) in keep]  # biases, LayerNorm gains do not
     groups = [{"params": matrices, "weight_decay": args.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
 
@@ -202,6 +251,9 @@ def train(args) -> None:
     model = GPT2.from_config(config).to(device)
     if args.init_from:  # start from another checkpoint's weights, with a fresh optimizer and schedule
         model.load_state_dict(load_pretrained(args.init_from).state_dict())
+    elif args.position_init == "helix":
+        with torch.no_grad():
+            model.wpe.weight.copy_(helix_positions(config.block_size, config.embed_dim))
     seq_len = args.seq_len or config.block_size
     if not 1 < seq_len <= config.block_size:
         raise SystemExit(f"error: --seq-len must be between 2 and the block size {config.block_size}")
@@ -211,6 +263,9 @@ def train(args) -> None:
         raise SystemExit(
             "error: --synthetic-fraction needs at least 8 distinct tokens seen 5 times in the training text"
         )
+    if args.synthetic_fraction + args.lagged_fraction > 1:
+        raise SystemExit("error: --synthetic-fraction and --lagged-fraction add up to more than 1")
+    lagged_pool = frequent_tokens(split.train) if args.lagged_fraction > 0 else None
     start_step = 0
     data_rng = torch.Generator().manual_seed(args.seed)  # same on every rank: each takes its slice of one global batch
     if args.resume and state_path.is_file():
@@ -252,7 +307,15 @@ def train(args) -> None:
         step_loss = torch.zeros((), device=device)
         for micro in range(args.grad_accum):
             x, y = sample_batch(
-                split.train, global_batch, seq_len, data_rng, args.repeat_fraction, args.synthetic_fraction, pool
+                split.train,
+                global_batch,
+                seq_len,
+                data_rng,
+                args.repeat_fraction,
+                args.synthetic_fraction,
+                pool,
+                args.lagged_fraction,
+                lagged_pool,
             )
             x = x[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
             y = y[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
@@ -380,6 +443,20 @@ def parse_args(argv=None):
         type=fraction,
         default=0.0,
         help="share of training windows made of a run of random tokens repeated (rewards induction heads)",
+    )
+    p.add_argument(
+        "--lagged-fraction",
+        type=fraction,
+        default=0.0,
+        help="share of training windows of frequent random tokens, each half the time a copy of the one two "
+        "back (rewards previous-token heads)",
+    )
+    p.add_argument(
+        "--position-init",
+        choices=("gpt2", "helix"),
+        default="gpt2",
+        help="positional embeddings: GPT-2's random init, or a helix (one rotation maps each position to the "
+        "next; kept out of weight decay)",
     )
     p.add_argument("--batch-size", type=int, default=16, help="sequences per process per micro-step")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")

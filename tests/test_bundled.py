@@ -46,12 +46,19 @@ def test_validation_loss_is_under_the_floor(model, split):
     assert loss < LOSS_FLOOR
 
 
+@pytest.fixture(scope="module")
+def head_scores(model, split):
+    return head_score_table(model, split, natural_tokens=1024)
+
+
+def test_has_a_previous_token_head(head_scores):
+    assert head_scores["previous-token"].max().item() >= 0.7
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 3: the current bundled model's attention stays near-uniform (no previous-token or induction head yet); "
+    reason="issue 3: no training recipe tried so far has formed an induction head in this model (best score 0.01); "
     "a model that meets the target turns this into an unexpected pass, and the marker must then go",
 )
-def test_has_previous_token_and_induction_heads(model, split):
-    scores = head_score_table(model, split, natural_tokens=1024)
-    assert scores["previous-token"].max().item() >= 0.7
-    assert scores["induction"].max().item() >= 0.5
+def test_has_an_induction_head(head_scores):
+    assert head_scores["induction"].max().item() >= 0.5

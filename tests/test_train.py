@@ -12,7 +12,15 @@ from safetensors.torch import load_file
 
 from gpt2 import GPT2
 from gpt2.loss import chunked_cross_entropy
-from gpt2.train import learning_rate, parse_args, repeated_random_window, sample_batch
+from gpt2.train import (
+    helix_positions,
+    lagged_copy_windows,
+    learning_rate,
+    make_optimizer,
+    parse_args,
+    repeated_random_window,
+    sample_batch,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # float32: the comparisons below are exact, and bf16 autocast (the default on CPUs with bf16 units) rounds
@@ -149,8 +157,66 @@ def test_synthetic_windows_repeat_a_run_of_distinct_pool_tokens():
     assert window.shape == (65,) and torch.equal(window[5:], window[:-5])
 
 
+def test_lagged_copy_windows_copy_the_token_two_back_about_half_the_time():
+    pool = torch.arange(7000, 7500)
+    gen = torch.Generator().manual_seed(0)
+    windows = lagged_copy_windows(pool, 64, 257, gen)
+    assert windows.shape == (64, 257) and torch.isin(windows, pool).all()
+    copies = windows[:, 2:] == windows[:, :-2]
+    assert 0.45 < copies.float().mean() < 0.56  # half copied, plus the rare chance repeat (1 in 500)
+    assert (windows[:, 1:] == windows[:, :-1]).float().mean() < 0.01  # neighbours are independent
+
+    text = torch.arange(5000)
+    x, y = sample_batch(
+        text, 400, 32, gen, synthetic_fraction=0.25, pool=pool[:100], lagged_fraction=0.5, lagged_pool=pool[100:]
+    )
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    synthetic, lagged = torch.isin(x[:, 0], pool[:100]), torch.isin(x[:, 0], pool[100:])
+    assert 60 < synthetic.sum() < 140 and 160 < lagged.sum() < 240
+    assert torch.isin(x[lagged], pool[100:]).all()
+    text_rows = ~(synthetic | lagged)
+    assert (x[text_rows, 1:] - x[text_rows, :-1]).eq(1).all()
+
+
+def test_helix_positions_one_rotation_maps_each_position_to_the_next():
+    wpe = helix_positions(256, 64, num_frequencies=16, row_norm=0.5, generator=torch.Generator().manual_seed(0))
+    assert wpe.shape == (256, 64) and torch.allclose(wpe.norm(dim=1), torch.full((256,), 0.5))
+    rotation = torch.linalg.lstsq(wpe[:-1], wpe[1:]).solution  # one linear map for every step
+    assert torch.allclose(wpe[:-1] @ rotation, wpe[1:], atol=1e-4)
+    gram = wpe @ wpe.T  # similarity depends only on the distance between positions
+    assert torch.allclose(gram[:-1, :-1], gram[1:, 1:], atol=1e-5)
+    assert gram.diagonal(-1).mean() < 0.5 * gram.diagonal().mean()  # neighbours are told apart
+    with pytest.raises(ValueError, match="dims"):
+        helix_positions(16, 16, num_frequencies=16)
+
+
+def test_helix_positions_flag_sets_them_and_keeps_them_out_of_weight_decay(tmp_path, corpus):
+    out = tmp_path / "helix"
+    run(
+        [
+            "--data",
+            str(corpus),
+            *TINY,
+            "--max-steps",
+            "2",
+            "--position-init",
+            "helix",
+            "--lagged-fraction",
+            "0.5",
+            "--out",
+            str(out),
+        ]
+    )
+    wpe = weights(out)["transformer.wpe.weight"]
+    rotation = torch.linalg.lstsq(wpe[:-1], wpe[1:]).solution
+    assert torch.allclose(wpe[:-1] @ rotation, wpe[1:], atol=0.05)  # two small steps keep the helix
+    model = GPT2.from_pretrained(str(out))
+    decayed = make_optimizer(model, parse_args(["--position-init", "helix"])).param_groups[0]["params"]
+    assert any(p is model.wte.weight for p in decayed) and not any(p is model.wpe.weight for p in decayed)
+
+
 def test_bad_mixing_fractions_and_too_few_tokens_are_one_line_errors(tmp_path):
-    for flag in ("--synthetic-fraction", "--repeat-fraction"):
+    for flag in ("--synthetic-fraction", "--repeat-fraction", "--lagged-fraction"):
         with pytest.raises(SystemExit):
             parse_args(["--preset", "tiny", flag, "1.5"])
     corpus = tmp_path / "few.txt"
