@@ -263,8 +263,6 @@ def train(args) -> None:
         raise SystemExit(
             "error: --synthetic-fraction needs at least 8 distinct tokens seen 5 times in the training text"
         )
-    if args.synthetic_fraction + args.lagged_fraction > 1:
-        raise SystemExit("error: --synthetic-fraction and --lagged-fraction add up to more than 1")
     lagged_pool = frequent_tokens(split.train) if args.lagged_fraction > 0 else None
     start_step = 0
     data_rng = torch.Generator().manual_seed(args.seed)  # same on every rank: each takes its slice of one global batch
@@ -484,7 +482,10 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt if it exists")
     p.add_argument("--eval-only", action="store_true", help="print the validation loss of --model (or --out) on --data")
     p.add_argument("--model", help="checkpoint directory or Hub name for --eval-only")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.synthetic_fraction + args.lagged_fraction > 1:
+        p.error("--synthetic-fraction and --lagged-fraction add up to more than 1")
+    return args
 
 
 def main(argv=None) -> None:

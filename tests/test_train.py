@@ -209,7 +209,8 @@ def test_helix_positions_flag_sets_them_and_keeps_them_out_of_weight_decay(tmp_p
     )
     wpe = weights(out)["transformer.wpe.weight"]
     rotation = torch.linalg.lstsq(wpe[:-1], wpe[1:]).solution
-    assert torch.allclose(wpe[:-1] @ rotation, wpe[1:], atol=0.05)  # two small steps keep the helix
+    misfit = (wpe[:-1] @ rotation - wpe[1:]).norm() / wpe[1:].norm()
+    assert misfit < 0.1  # two small steps keep the helix; GPT-2's random rows leave about 0.7
     model = GPT2.from_pretrained(str(out))
     decayed = make_optimizer(model, parse_args(["--position-init", "helix"])).param_groups[0]["params"]
     assert any(p is model.wte.weight for p in decayed) and not any(p is model.wpe.weight for p in decayed)
@@ -219,6 +220,9 @@ def test_bad_mixing_fractions_and_too_few_tokens_are_one_line_errors(tmp_path):
     for flag in ("--synthetic-fraction", "--repeat-fraction", "--lagged-fraction"):
         with pytest.raises(SystemExit):
             parse_args(["--preset", "tiny", flag, "1.5"])
+    with pytest.raises(SystemExit):
+        parse_args(["--synthetic-fraction", "0.6", "--lagged-fraction", "0.5"])
+    assert parse_args(["--synthetic-fraction", "0.5", "--lagged-fraction", "0.5"]).lagged_fraction == 0.5
     corpus = tmp_path / "few.txt"
     corpus.write_text("to be or not " * 400, encoding="utf-8")  # 4 distinct tokens
     result = subprocess.run(
