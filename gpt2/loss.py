@@ -78,3 +78,16 @@ def chunked_cross_entropy(
     The softmax runs on `chunk_size` rows at a time, the gradient matmuls on `group` chunks at a time."""
     hidden = hidden.reshape(-1, hidden.size(-1))
     return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets.reshape(-1), chunk_size, group)
+
+
+def pool_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, pool: torch.Tensor):
+    """Mean cross-entropy over the logits of the `pool` tokens only; every target must be in `pool`.
+
+    For windows made of pool tokens alone (synthetic training windows) this keeps the signal that
+    matters, which pool token comes next, at a small share of the full head's cost."""
+    position = torch.full((weight.size(0),), -1, dtype=torch.long, device=targets.device)
+    position[pool] = torch.arange(pool.numel(), device=targets.device)  # vocabulary id -> row of the pool
+    local_targets = position[targets]
+    if (local_targets < 0).any():
+        raise ValueError("every target must be one of the pool's tokens")
+    return chunked_cross_entropy(hidden, weight[pool], local_targets)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .analysis import random_distinct_tokens
 from .config import GPT2Config
-from .loss import chunked_cross_entropy
+from .loss import chunked_cross_entropy, pool_cross_entropy
 from .model import GPT2
 from .precision import fast_bf16
 from .tokenizer import get_tokenizer
@@ -157,11 +157,21 @@ def repeated_random_window(pool: torch.Tensor, length: int, generator: torch.Gen
     return random_distinct_tokens(pool, run, generator).repeat(length // run + 1)[:length]
 
 
-def lm_loss(model, idx, targets) -> torch.Tensor:
-    """Mean next-token cross-entropy, through the chunked head (no full logits kept)."""
+def lm_loss(model, idx, targets, pool: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean next-token cross-entropy, through the chunked head (no full logits kept); with `pool`,
+    over those tokens' logits only."""
     hidden = model(idx, return_hidden=True)
     head = model.module if isinstance(model, DistributedDataParallel) else model
+    if pool is not None:
+        return pool_cross_entropy(hidden, head.lm_head.weight, targets, pool)
     return chunked_cross_entropy(hidden, head.lm_head.weight, targets)
+
+
+def copy_batch(pool: torch.Tensor, windows: int, length: int, generator: torch.Generator):
+    """Inputs and targets (windows, length) of repeated random runs of `pool` tokens (see
+    `repeated_random_window`), for a loss over the pool's logits only."""
+    rows = torch.stack([repeated_random_window(pool, length + 1, generator) for _ in range(windows)])
+    return rows[:, :-1], rows[:, 1:]
 
 
 @torch.inference_mode()
@@ -257,6 +267,8 @@ def train(args) -> None:
     seq_len = args.seq_len or config.block_size
     if not 1 < seq_len <= config.block_size:
         raise SystemExit(f"error: --seq-len must be between 2 and the block size {config.block_size}")
+    if args.copy_windows and args.copy_seq_len > config.block_size:
+        raise SystemExit(f"error: --copy-seq-len must be at most the block size {config.block_size}")
     optimizer = make_optimizer(model, args)
     pool = token_pool(split.train) if args.synthetic_fraction > 0 else None
     if pool is not None and pool.numel() < 8:
@@ -264,6 +276,11 @@ def train(args) -> None:
             "error: --synthetic-fraction needs at least 8 distinct tokens seen 5 times in the training text"
         )
     lagged_pool = frequent_tokens(split.train) if args.lagged_fraction > 0 else None
+    copy_pool = None
+    if args.copy_windows:
+        copy_pool = (
+            frequent_tokens(split.train, args.copy_pool_size) if args.copy_pool_size else token_pool(split.train)
+        )
     start_step = 0
     data_rng = torch.Generator().manual_seed(args.seed)  # same on every rank: each takes its slice of one global batch
     if args.resume and state_path.is_file():
@@ -321,7 +338,12 @@ def train(args) -> None:
             autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
             with sync:  # only the last micro-step all-reduces the accumulated gradients
                 with autocast:
-                    loss = lm_loss(ddp_model, x, y) / args.grad_accum
+                    loss = lm_loss(ddp_model, x, y)
+                    if copy_pool is not None:
+                        cx, cy = copy_batch(copy_pool, args.copy_windows * world, args.copy_seq_len, data_rng)
+                        rows = slice(rank * args.copy_windows, (rank + 1) * args.copy_windows)
+                        loss = loss + lm_loss(ddp_model, cx[rows].to(device), cy[rows].to(device), copy_pool)
+                    loss = loss / args.grad_accum
                 loss.backward()
             step_loss += loss.detach()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
@@ -450,6 +472,20 @@ def parse_args(argv=None):
         "back (rewards previous-token heads)",
     )
     p.add_argument(
+        "--copy-windows",
+        type=int,
+        default=0,
+        help="extra windows per step (and process) of a random run of tokens repeated, their loss over the "
+        "pool's logits only: cheap enough to add many, which is what starts induction heads",
+    )
+    p.add_argument(
+        "--copy-pool-size",
+        type=int,
+        default=500,
+        help="the copy windows draw from this many most frequent training tokens (0: every token seen 5 times)",
+    )
+    p.add_argument("--copy-seq-len", type=int, default=64, help="length of the copy windows")
+    p.add_argument(
         "--position-init",
         choices=("gpt2", "helix"),
         default="gpt2",
@@ -483,6 +519,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-only", action="store_true", help="print the validation loss of --model (or --out) on --data")
     p.add_argument("--model", help="checkpoint directory or Hub name for --eval-only")
     args = p.parse_args(argv)
+    if args.copy_windows < 0 or args.copy_pool_size < 0 or args.copy_seq_len < 2:
+        p.error("--copy-windows and --copy-pool-size must be at least 0, --copy-seq-len at least 2")
     if args.synthetic_fraction + args.lagged_fraction > 1:
         p.error("--synthetic-fraction and --lagged-fraction add up to more than 1")
     return args

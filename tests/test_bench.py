@@ -1,4 +1,5 @@
-"""The benchmark keeps working: its --quick mode runs every row at tiny sizes (no timing is asserted)."""
+"""The benchmarks keep working: bench.py --quick runs every row at tiny sizes, and the induction toy
+trains for two steps (no timing is asserted)."""
 
 import json
 import sys
@@ -32,3 +33,17 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path, capsys):
         assert row["peak_rss_MB"] > 0
     assert saved["rows"]["decode float32"]["ours_tok_s"] > 0
     assert "of the floor" in capsys.readouterr().out
+
+
+def test_induction_toy_trains_and_reports(capsys):
+    from gpt2.train import DEFAULT_DATA
+
+    if not DEFAULT_DATA.is_file():
+        pytest.skip(f"the Shakespeare corpus is not at {DEFAULT_DATA}")
+    import induction_toy
+
+    induction_toy.main(["--windows", "4", "--steps", "2", "--num-layers", "1", "--every", "1", "--threads", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["step 1", "step 2"]
+    loss, score = (float(part.split()[-1]) for part in lines[-1].split(":")[1].split(",")[:2])
+    assert 0 < loss < 20 and 0 <= score <= 1

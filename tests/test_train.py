@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from gpt2 import GPT2
-from gpt2.loss import chunked_cross_entropy
+from gpt2.loss import chunked_cross_entropy, pool_cross_entropy
 from gpt2.train import (
+    copy_batch,
     helix_positions,
     lagged_copy_windows,
     learning_rate,
@@ -101,6 +102,27 @@ def test_chunked_loss_equals_plain_cross_entropy(group):
     assert torch.allclose(hidden.grad, 2 * grads[0], atol=1e-6) and torch.allclose(weight.grad, 2 * grads[1], atol=1e-6)
 
 
+def test_pool_loss_is_cross_entropy_over_the_pool_logits():
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 20, 16, requires_grad=True)
+    weight = torch.randn(300, 16, requires_grad=True)
+    pool = torch.tensor([7, 250, 3, 99, 42])
+    local = torch.randint(0, 5, (3, 20))
+    plain = torch.nn.functional.cross_entropy((hidden @ weight[pool].t()).view(-1, 5), local.view(-1))
+    plain.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    ours = pool_cross_entropy(hidden, weight, pool[local], pool)
+    ours.backward()
+    assert torch.allclose(ours, plain, atol=1e-5)
+    assert torch.allclose(hidden.grad, grads[0], atol=1e-6) and torch.allclose(weight.grad, grads[1], atol=1e-6)
+    outside = torch.ones(300, dtype=torch.bool)
+    outside[pool] = False
+    assert weight.grad[outside].abs().max() == 0 and weight.grad[pool].abs().min() > 0
+    with pytest.raises(ValueError, match="pool"):
+        pool_cross_entropy(hidden, weight, torch.full((3, 20), 8), pool)
+
+
 def test_chunked_loss_with_large_logits_subtracts_the_row_max():
     torch.manual_seed(0)
     hidden = torch.randn(40, 16, requires_grad=True)
@@ -155,6 +177,28 @@ def test_synthetic_windows_repeat_a_run_of_distinct_pool_tokens():
     small = torch.arange(6000, 6005)  # fewer tokens than the shortest run: the run shrinks to fit
     window = repeated_random_window(small, 65, gen)
     assert window.shape == (65,) and torch.equal(window[5:], window[:-5])
+
+
+def test_copy_batch_targets_are_the_inputs_shifted_and_runs_repeat():
+    pool = torch.arange(100, 140)
+    x, y = copy_batch(pool, 6, 48, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (6, 48) and torch.equal(x[:, 1:], y[:, :-1])
+    for row in torch.cat([x, y[:, -1:]], 1):
+        run = int((row[1:] == row[0]).nonzero()[0]) + 1  # where the first token comes back
+        assert 8 <= run <= 24 and len(set(row[:run].tolist())) == run
+        assert torch.equal(row[run:], row[: len(row) - run]) and set(row.tolist()) <= set(pool.tolist())
+
+
+def test_copy_windows_flag_adds_their_loss(tmp_path, corpus):
+    common = [*TINY, "--data", str(corpus), "--max-steps", "2", "--batch-size", "2"]
+    run([*common, "--out", str(tmp_path / "plain")])
+    copy = ["--copy-windows", "4", "--copy-seq-len", "16", "--copy-pool-size", "8"]
+    run([*common, *copy, "--out", str(tmp_path / "copy")])
+    plain, with_copy = weights(tmp_path / "plain"), weights(tmp_path / "copy")
+    assert not torch.equal(plain["transformer.h.1.attn.c_attn.weight"], with_copy["transformer.h.1.attn.c_attn.weight"])
+    for bad in (["--copy-windows", "-1"], ["--copy-pool-size", "-5"], ["--copy-seq-len", "1"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
 
 
 def test_lagged_copy_windows_copy_the_token_two_back_about_half_the_time():
