@@ -1,7 +1,7 @@
 """How batch size decides whether an induction head forms: a small GPT-2 trained only on repeated
 random windows (`gpt2.train.copy_batch`) over the most frequent Shakespeare tokens.
 
-    python bench/induction_toy.py --windows 256 --steps 200    # forms one (0.55 at step 200 here)
+    python bench/induction_toy.py --windows 256 --steps 200    # forms one (0.52 at step 200 here)
     python bench/induction_toy.py --windows 32 --steps 400     # stays at chance
 
 The loss is taken over the pool's tokens only (the other 49,757 logits are never computed), which
