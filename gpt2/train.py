@@ -296,7 +296,7 @@ def train(args) -> None:
     ddp_model = DistributedDataParallel(model) if world > 1 else model
     amp_dtype = autocast_dtype(args.dtype, device)
     global_batch = args.batch_size * world
-    tokens_per_step = global_batch * seq_len * args.grad_accum
+    tokens_per_step = (global_batch * seq_len + args.copy_windows * world * args.copy_seq_len) * args.grad_accum
     if is_main:
         print(
             f"{model.num_parameters():,} parameters; {len(split.train):,} train / {len(split.val):,} val tokens; "
@@ -321,24 +321,25 @@ def train(args) -> None:
         model.train()
         step_loss = torch.zeros((), device=device)
         for micro in range(args.grad_accum):
-            x, y = sample_batch(
-                split.train,
-                global_batch,
-                seq_len,
-                data_rng,
-                args.repeat_fraction,
-                args.synthetic_fraction,
-                pool,
-                args.lagged_fraction,
-                lagged_pool,
-            )
-            x = x[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
-            y = y[rank * args.batch_size : (rank + 1) * args.batch_size].to(device)
             sync = nullcontext() if (world == 1 or micro == args.grad_accum - 1) else ddp_model.no_sync()
             autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
             with sync:  # only the last micro-step all-reduces the accumulated gradients
                 with autocast:
-                    loss = lm_loss(ddp_model, x, y)
+                    loss = torch.zeros((), device=device)
+                    if args.batch_size:  # 0: copy windows only
+                        x, y = sample_batch(
+                            split.train,
+                            global_batch,
+                            seq_len,
+                            data_rng,
+                            args.repeat_fraction,
+                            args.synthetic_fraction,
+                            pool,
+                            args.lagged_fraction,
+                            lagged_pool,
+                        )
+                        rows = slice(rank * args.batch_size, (rank + 1) * args.batch_size)
+                        loss = lm_loss(ddp_model, x[rows].to(device), y[rows].to(device))
                     if copy_pool is not None:
                         cx, cy = copy_batch(copy_pool, args.copy_windows * world, args.copy_seq_len, data_rng)
                         rows = slice(rank * args.copy_windows, (rank + 1) * args.copy_windows)
@@ -492,7 +493,12 @@ def parse_args(argv=None):
         help="positional embeddings: GPT-2's random init, or a helix (one rotation maps each position to the "
         "next; kept out of weight decay)",
     )
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per process per micro-step")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="text windows per process per micro-step (0 with --copy-windows: copy windows only)",
+    )
     p.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")
     p.add_argument("--max-steps", type=int, default=2000)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
@@ -519,6 +525,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-only", action="store_true", help="print the validation loss of --model (or --out) on --data")
     p.add_argument("--model", help="checkpoint directory or Hub name for --eval-only")
     args = p.parse_args(argv)
+    if args.batch_size < 0 or (args.batch_size == 0 and not args.copy_windows):
+        p.error("--batch-size must be at least 1, or 0 with --copy-windows (copy windows only)")
     if args.copy_windows < 0 or args.copy_pool_size < 0 or args.copy_seq_len < 2:
         p.error("--copy-windows and --copy-pool-size must be at least 0, --copy-seq-len at least 2")
     if args.synthetic_fraction + args.lagged_fraction > 1:

@@ -13,14 +13,18 @@ from safetensors.torch import load_file
 from gpt2 import GPT2
 from gpt2.loss import chunked_cross_entropy, pool_cross_entropy
 from gpt2.train import (
+    build_config,
     copy_batch,
+    frequent_tokens,
     helix_positions,
     lagged_copy_windows,
     learning_rate,
     make_optimizer,
     parse_args,
+    read_corpus,
     repeated_random_window,
     sample_batch,
+    split_tokens,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -198,6 +202,22 @@ def test_copy_windows_flag_adds_their_loss(tmp_path, corpus):
     plain, with_copy = weights(tmp_path / "plain"), weights(tmp_path / "copy")
     assert not torch.equal(plain["transformer.h.1.attn.c_attn.weight"], with_copy["transformer.h.1.attn.c_attn.weight"])
     for bad in (["--copy-windows", "-1"], ["--copy-pool-size", "-5"], ["--copy-seq-len", "1"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+def test_batch_size_zero_trains_on_copy_windows_only(tmp_path, corpus):
+    copy_only = ["--batch-size", "0", "--copy-windows", "4", "--copy-seq-len", "16", "--copy-pool-size", "8"]
+    args = [*TINY, "--data", str(corpus), "--max-steps", "1", "--weight-decay", "0", *copy_only]
+    run([*args, "--out", str(tmp_path / "out")])
+    trained = GPT2.from_pretrained(tmp_path / "out").wte.weight
+    torch.manual_seed(1337)  # train's default seed, so this is the run's initial model
+    initial = GPT2.from_config(build_config(parse_args(args))).wte.weight
+    changed = (trained != initial).any(dim=1).nonzero().flatten()
+    pool = frequent_tokens(split_tokens(read_corpus(str(corpus))).train, 8)
+    # no text window: only the pool's embedding rows (inputs and the pool loss's logits) moved
+    assert len(changed) > 0 and set(changed.tolist()) <= set(pool.tolist())
+    for bad in (["--batch-size", "0"], ["--batch-size", "-1", "--copy-windows", "4"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
 
