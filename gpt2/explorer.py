@@ -19,6 +19,7 @@ from . import plots
 from .analysis import SCORE_NAMES, capture_maps, head_roles, head_scores
 from .generate import SamplingError, check_sampling_args
 from .model import GPT2
+from .precision import fast_bf16
 from .quantize import int8_kernel_available, quantize_int8
 from .tokenizer import BUNDLED_MODEL_DIR, Tokenizer, get_tokenizer
 from .weights import ModelLoadError, canonical_hub_name, load_pretrained
@@ -31,6 +32,9 @@ MAX_NEW_TOKENS = 1024
 SCORE_CHOICES = SCORE_NAMES  # the scores the head grid can show
 MEAN = "mean"  # the head value that means "mean over the layer's heads"
 FAST_DECODE_MIN_WIDTH = 768  # embed_dim from which int8 decoding is faster than float32
+# embed_dim from which a bf16 capture pass pays: 256 tokens took 0.17 s against float32's 0.27 s on
+# GPT-2 small's shape here, but 19.6 ms against 17.6 ms on the bundled 128-wide model
+BF16_ANALYSIS_MIN_WIDTH = 768
 
 
 class UserInputError(ValueError):
@@ -209,8 +213,12 @@ class Analysis:
 
 
 def analyze(model: GPT2, ids: list[int], tokenizer: Tokenizer | None = None, bf16: bool | None = None) -> Analysis:
-    """One capture pass (see `capture_maps`) and what the views need: tokens, head scores and roles."""
+    """One capture pass (see `capture_maps`) and what the views need: tokens, head scores and roles.
+    By default bf16 only for GPT-2-wide models on hardware with bf16 units: a narrower model's pass
+    is no faster in it, and the bundled model's sharp heads move by up to 0.02 in it."""
     tokenizer = tokenizer or get_tokenizer()
+    if bf16 is None:
+        bf16 = model.config.embed_dim >= BF16_ANALYSIS_MIN_WIDTH and fast_bf16(model.wte.weight.device)
     attn, hidden = capture_maps(model, ids, bf16)
     scores = {name: s.cpu().numpy() for name, s in head_scores(attn, torch.tensor(ids)).items()}
     return Analysis(

@@ -121,10 +121,15 @@ def _hover_cell(page, query: int, key: int, n: int) -> str:
     return label.text_content()
 
 
-def _choose_head(page, index: int) -> tuple[str, str]:
-    """Pick the index-th entry of the head dropdown; return (its label, the heatmap title it should give)."""
+def _open_head_dropdown(page):
     page.locator("#head input").click()
     options = page.get_by_role("option")
+    expect(options.first).to_be_visible(timeout=WAIT_MS)
+    return options
+
+
+def _pick_head(options, index: int) -> tuple[str, str]:
+    """Click the index-th option of the open head dropdown; return (its label, the heatmap title it should give)."""
     expect(options.nth(index)).to_be_visible(timeout=WAIT_MS)
     label = options.nth(index).inner_text().replace("✓", "").strip()
     match = HEAD_RE.fullmatch(label)
@@ -132,6 +137,18 @@ def _choose_head(page, index: int) -> tuple[str, str]:
     layer, head, role = match.groups()
     options.nth(index).click()
     return label, f"layer {layer}, head {head} ({role})"
+
+
+def _choose_head(page, index: int) -> tuple[str, str]:
+    return _pick_head(_open_head_dropdown(page), index)
+
+
+def _choose_most_inductive_head(page) -> tuple[str, str]:
+    """Pick the head whose dropdown label gives the highest induction score on the current text."""
+    options = _open_head_dropdown(page)
+    labels = options.all_inner_texts()
+    scores = [float(re.search(r"ind (\d\.\d\d)", label).group(1)) for label in labels]
+    return _pick_head(options, scores.index(max(scores)))
 
 
 def _plot_texts(page) -> list[str]:
@@ -248,6 +265,10 @@ def test_browser_end_to_end(app_server):
         # the same head stays chosen (its scores are those of the new text)
         expect(page.locator("#head input")).to_have_value(re.compile(rf"^{label.split(' · ')[0]} · "), timeout=WAIT_MS)
         expect(title).to_have_text(re.compile(rf"^{re.escape(expected_title.split(' (')[0])} \("), timeout=WAIT_MS)
+        # the screenshot shows the bundled model's induction head on the repeated sequence
+        label, induction_title = _choose_most_inductive_head(page)
+        assert induction_title.endswith("(induction)"), label
+        expect(title).to_have_text(induction_title, timeout=WAIT_MS)
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
 

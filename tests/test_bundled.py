@@ -55,10 +55,5 @@ def test_has_a_previous_token_head(head_scores):
     assert head_scores["previous-token"].max().item() >= 0.7
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 3: no training recipe tried so far has formed an induction head in this model (best score 0.01); "
-    "a model that meets the target turns this into an unexpected pass, and the marker must then go",
-)
 def test_has_an_induction_head(head_scores):
     assert head_scores["induction"].max().item() >= 0.5

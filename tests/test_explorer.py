@@ -214,14 +214,18 @@ def test_attention_json(hostile_analysis):
 
 def test_bf16_analysis_keeps_the_maps_within_a_hundredth(model):
     """bf16 matmuls in the layers, float32 scores and softmax: the maps people read stay within 1e-2
-    of float32's, also for sharp attention (query and key weights scaled up) and the bundled model."""
+    of float32's, also for sharp attention (query and key weights scaled up). The bundled model's
+    trained heads are sharper still (up to 0.017 off in bf16), so models of its width analyze in
+    float32 by default, which is also faster for them."""
     sharp = GPT2(50257, 64, 4, 3, 256).eval()
     with torch.no_grad():
         for block in sharp.blocks:
             block.attn.c_attn.weight[:128].mul_(8.0)  # queries and keys
     bundled = ex.ModelStore().get(ex.BUNDLED_NAME)
     ids = get_tokenizer().encode("ROMEO:\nBut soft, what light through yonder window breaks? " * 6)
-    for net in (model, sharp, bundled):
+    assert bundled.config.embed_dim < ex.BF16_ANALYSIS_MIN_WIDTH
+    assert np.array_equal(ex.analyze(bundled, ids).maps, ex.analyze(bundled, ids, bf16=False).maps)
+    for net in (model, sharp):
         exact, fast = ex.analyze(net, ids, bf16=False), ex.analyze(net, ids, bf16=True)
         assert np.abs(exact.maps - fast.maps).max() < 1e-2
         assert np.allclose(fast.maps.sum(-1), 1, atol=1e-5) and np.all(np.triu(fast.maps, 1) == 0)
