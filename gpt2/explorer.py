@@ -215,7 +215,7 @@ class Analysis:
 def analyze(model: GPT2, ids: list[int], tokenizer: Tokenizer | None = None, bf16: bool | None = None) -> Analysis:
     """One capture pass (see `capture_maps`) and what the views need: tokens, head scores and roles.
     By default bf16 only for GPT-2-wide models on hardware with bf16 units: a narrower model's pass
-    is no faster in it, and the bundled model's sharp heads move by up to 0.02 in it."""
+    is no faster in it, and the bundled model's sharp heads move by up to 0.017 in it."""
     tokenizer = tokenizer or get_tokenizer()
     if bf16 is None:
         bf16 = model.config.embed_dim >= BF16_ANALYSIS_MIN_WIDTH and fast_bf16(model.wte.weight.device)
