@@ -296,6 +296,8 @@ def train(args) -> None:
     ddp_model = DistributedDataParallel(model) if world > 1 else model
     amp_dtype = autocast_dtype(args.dtype, device)
     global_batch = args.batch_size * world
+    text_rows = slice(rank * args.batch_size, (rank + 1) * args.batch_size)  # this process's share
+    copy_rows = slice(rank * args.copy_windows, (rank + 1) * args.copy_windows)
     tokens_per_step = (global_batch * seq_len + args.copy_windows * world * args.copy_seq_len) * args.grad_accum
     if is_main:
         print(
@@ -321,29 +323,30 @@ def train(args) -> None:
         model.train()
         step_loss = torch.zeros((), device=device)
         for micro in range(args.grad_accum):
+            text = copies = None  # each (inputs, targets) of the global batch; drawn in this order
+            if args.batch_size:  # 0: copy windows only
+                text = sample_batch(
+                    split.train,
+                    global_batch,
+                    seq_len,
+                    data_rng,
+                    args.repeat_fraction,
+                    args.synthetic_fraction,
+                    pool,
+                    args.lagged_fraction,
+                    lagged_pool,
+                )
+            if copy_pool is not None:
+                copies = copy_batch(copy_pool, args.copy_windows * world, args.copy_seq_len, data_rng)
             sync = nullcontext() if (world == 1 or micro == args.grad_accum - 1) else ddp_model.no_sync()
             autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
             with sync:  # only the last micro-step all-reduces the accumulated gradients
                 with autocast:
                     loss = torch.zeros((), device=device)
-                    if args.batch_size:  # 0: copy windows only
-                        x, y = sample_batch(
-                            split.train,
-                            global_batch,
-                            seq_len,
-                            data_rng,
-                            args.repeat_fraction,
-                            args.synthetic_fraction,
-                            pool,
-                            args.lagged_fraction,
-                            lagged_pool,
-                        )
-                        rows = slice(rank * args.batch_size, (rank + 1) * args.batch_size)
-                        loss = lm_loss(ddp_model, x[rows].to(device), y[rows].to(device))
-                    if copy_pool is not None:
-                        cx, cy = copy_batch(copy_pool, args.copy_windows * world, args.copy_seq_len, data_rng)
-                        rows = slice(rank * args.copy_windows, (rank + 1) * args.copy_windows)
-                        loss = loss + lm_loss(ddp_model, cx[rows].to(device), cy[rows].to(device), copy_pool)
+                    if text is not None:
+                        loss = loss + lm_loss(ddp_model, *(t[text_rows].to(device) for t in text))
+                    if copies is not None:
+                        loss = loss + lm_loss(ddp_model, *(t[copy_rows].to(device) for t in copies), copy_pool)
                     loss = loss / args.grad_accum
                 loss.backward()
             step_loss += loss.detach()
