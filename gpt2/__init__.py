@@ -1,24 +1,24 @@
-"""GPT-2 from scratch: model, tokenizer, weight loading, generation and attention capture."""
+"""GPT-2 from scratch: the model, its tokenizer, weight loading, generation, hook points and analysis."""
 
-from .config import PRESETS, GPT2Config
-from .generate import SamplingError, generate, sample_next, stream_tokens
-from .hooks import HookPoint, capture_attention
+from .config import EOT_ID, PRESETS, VOCAB_SIZE, GPT2Config
+from .generate import SamplingError, SamplingSettings, generate, sample_next, stream_tokens
+from .hook_points import HookPoint
+from .hooks import UnknownHookError, hook_dict, hooks, run_with_cache
 from .model import GPT2, MLP, CausalSelfAttention, KVCache, TransformerBlock
+from .paths import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME
 from .tokenizer import IncrementalDecoder, Tokenizer, TokenizerError, get_tokenizer
-from .weights import (
-    CheckpointError,
-    HubUnavailableError,
-    ModelLoadError,
-    ModelTooLargeError,
-    UnknownModelError,
-    load_pretrained,
-    save_pretrained,
-)
+from .weights import CheckpointError, HubUnavailableError, ModelLoadError, ModelTooLargeError, UnknownModelError
+
+load_pretrained = GPT2.from_pretrained
 
 __all__ = [
+    "BUNDLED_MODEL_DIR",
+    "BUNDLED_MODEL_NAME",
+    "EOT_ID",
     "GPT2",
     "MLP",
     "PRESETS",
+    "VOCAB_SIZE",
     "CausalSelfAttention",
     "CheckpointError",
     "GPT2Config",
@@ -29,15 +29,18 @@ __all__ = [
     "ModelLoadError",
     "ModelTooLargeError",
     "SamplingError",
+    "SamplingSettings",
     "Tokenizer",
     "TokenizerError",
     "TransformerBlock",
+    "UnknownHookError",
     "UnknownModelError",
-    "capture_attention",
     "generate",
     "get_tokenizer",
+    "hook_dict",
+    "hooks",
     "load_pretrained",
+    "run_with_cache",
     "sample_next",
-    "save_pretrained",
     "stream_tokens",
 ]

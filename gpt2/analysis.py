@@ -1,142 +1,110 @@
-"""Head analysis on captured attention: the standard head scores, role labels, and probes.
+"""The analysis of one text: one pass that keeps the residual stream, and every map derived on demand.
 
-All score functions take attention probabilities shaped (..., T_query, T_key), e.g. (L, H, T, T),
-and return one number per head, shaped (...). Query 0 is skipped everywhere: it can only attend to
-itself, so it says nothing about a head.
+`analyze(model, ids)` runs the model once, on its fused attention path, with hooks that keep the
+residual stream entering each block and leaving the last one, (L + 1, T, C), and that reduce each
+layer's queries and keys, block of queries by block, to what the overview needs: every head's
+scores and a pooled thumbnail. A view that needs a layer's full maps recomputes them from that
+layer's cached input (`layer_maps`: one LayerNorm, the queries and keys, a softmax), so no
+(L, H, T, T) tensor is ever held: on GPT-2 small a 1,024-token text keeps 41 MB, not 604 MB.
+
+Everything is float32: the maps a view shows are exactly the model's, and recomputing a layer from
+the cache gives the same probabilities the scores were computed from.
 """
+
+from dataclasses import dataclass
 
 import torch
 
-from .hooks import capture_attention
-from .precision import fast_bf16
+from .hooks import hooks
+from .scores import SCORE_NAMES, MapSummary, head_roles
 
-SCORE_NAMES = ("previous-token", "induction", "first-token sink", "entropy")
-# A head gets a role when its score reaches the threshold; the first match in this order wins.
-ROLE_THRESHOLDS = (("induction", 0.4), ("previous-token", 0.5), ("first-token sink", 0.6))
+THUMB_AXIS = 32  # positions on one side of a head's thumbnail
 
 
-def previous_token_scores(attn: torch.Tensor) -> torch.Tensor:
-    """Mean attention from each query t ≥ 1 to key t - 1."""
-    return attn.diagonal(offset=-1, dim1=-2, dim2=-1).mean(-1)
+@dataclass
+class Analysis:
+    """What one pass over a text keeps, on the CPU."""
+
+    ids: list[int]
+    resid: torch.Tensor  # (L + 1, T, C): x_l enters block l; x_L leaves the last block (before ln_f)
+    scores: dict[str, torch.Tensor]  # score name → (L, H)
+    roles: list[list[str]]  # (L, H) role labels
+    thumbnails: torch.Tensor  # (L, H, S, S) maps pooled to S = min(T, THUMB_AXIS) bins, NaN in the future
+
+    @property
+    def num_layers(self) -> int:
+        return self.resid.size(0) - 1
+
+    @property
+    def num_heads(self) -> int:
+        return self.thumbnails.size(1)
+
+    @property
+    def nbytes(self) -> int:
+        tensors = [self.resid, self.thumbnails, *self.scores.values()]
+        return sum(t.numel() * t.element_size() for t in tensors) + 8 * len(self.ids)
 
 
-def first_token_scores(attn: torch.Tensor) -> torch.Tensor:
-    """Mean attention from each query t ≥ 1 to key 0 (the 'attention sink')."""
-    return attn[..., 1:, 0].mean(-1)
+def _device(model) -> torch.device:
+    return model.wte.weight.device
 
 
-def entropy_scores(attn: torch.Tensor) -> torch.Tensor:
-    """Mean entropy (nats) of the attention rows t ≥ 1: 0 = one key, log(t + 1) = uniform."""
-    rows = attn[..., 1:, :]
-    maps = rows.unsqueeze(0).flatten(0, -3)  # (heads, T - 1, T), also for one map or an empty one
-    buffer = torch.empty_like(maps[0])  # one head's -p log p at a time, not a copy of every map
-    entropies = [torch.special.entr(m, out=buffer).sum(-1).mean(-1) for m in maps]
-    return torch.stack(entropies).reshape(rows.shape[:-2])
-
-
-def induction_targets(ids) -> torch.Tensor:
-    """(T, T) bool: key j + 1 is a target of query t when token j equals token t and j + 1 < t.
-
-    An induction head, seeing a token again, attends to what followed its earlier occurrence.
-    """
-    ids = torch.as_tensor(ids).flatten()
-    T = ids.numel()
-    same = ids[:, None] == ids[None, :]  # same[t, j]
-    earlier = torch.ones(T, T, dtype=torch.bool).tril(diagonal=-2)  # j + 1 < t
-    targets = torch.zeros(T, T, dtype=torch.bool)
-    targets[:, 1:] = (same & earlier)[:, :-1]  # shift: mark key j + 1
-    return targets
-
-
-def induction_scores(attn: torch.Tensor, ids) -> torch.Tensor:
-    """Mean attention to induction targets, over queries that have one, with the first-token sink
-    removed: each row's key 0 is dropped and the rest renormalized, so a head that parks its spare
-    attention on the first token is scored on where the remainder goes. 0 when no query repeats."""
-    targets = induction_targets(ids).to(attn.device)
-    scored = targets.any(-1)  # (T,) queries that have a target
-    if not scored.any():
-        return attn.new_zeros(attn.shape[:-2])
-    queries, keys = targets.nonzero(as_tuple=True)  # the few (query, target key) pairs; key 0 is never one
-    on_target = attn.new_zeros(attn.shape[:-1]).index_add_(-1, queries, attn[..., queries, keys])  # (..., T)
-    beyond_sink = attn[..., 1:].sum(-1)  # (..., T): each row's attention to keys ≥ 1 (not 1 - sink: that cancels)
-    return (on_target[..., scored] / beyond_sink[..., scored].clamp_min(1e-12)).mean(-1)
-
-
-def head_scores(attn: torch.Tensor, ids) -> dict[str, torch.Tensor]:
-    """Every score for maps (L, H, T, T) of the token sequence `ids`."""
-    return {
-        "previous-token": previous_token_scores(attn),
-        "induction": induction_scores(attn, ids),
-        "first-token sink": first_token_scores(attn),
-        "entropy": entropy_scores(attn),
-    }
-
-
-def head_roles(scores: dict[str, torch.Tensor]) -> list[list[str]]:
-    """A role label per head ((L, H) nested lists): the first score over its threshold, else 'mixed'."""
-    num_layers, num_heads = scores["previous-token"].shape
-    roles = []
-    for layer in range(num_layers):
-        row = []
-        for head in range(num_heads):
-            role = next(
-                (name for name, threshold in ROLE_THRESHOLDS if scores[name][layer, head] >= threshold), "mixed"
-            )
-            row.append(role)
-        roles.append(row)
-    return roles
+def _on_model(model, x: torch.Tensor) -> torch.Tensor:
+    weight = model.wte.weight
+    return x.to(weight.device, weight.dtype)
 
 
 @torch.inference_mode()
-def capture_maps(model, ids, bf16: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every head's attention (L, H, T, T) and the final hidden states (T, C) of one pass over `ids`.
+def analyze(model, ids) -> Analysis:
+    """One pass over `ids` (a list or 1-D tensor of token ids, at most the block size)."""
+    idx = torch.as_tensor(ids, dtype=torch.long, device=_device(model)).reshape(1, -1)
+    L, T = model.config.num_layers, idx.size(1)
+    resid = torch.empty(L + 1, T, model.config.embed_dim)
+    summaries: list[MapSummary] = []
+    queries: list[torch.Tensor] = []
 
-    `bf16` runs the MLPs and output projections in bfloat16 (default: where the hardware makes that
-    faster); queries, keys, scores and probabilities stay float32, so the maps stay close to float32's
-    (`bench/bench.py` prints the largest difference). The maps are written into one preallocated
-    tensor as each layer makes them."""
-    device = model.wte.weight.device
-    idx = torch.as_tensor(ids, dtype=torch.long, device=device).reshape(1, -1)
-    config, T = model.config, idx.size(1)
-    attn = torch.empty((config.num_layers, 1, config.num_heads, T, T), device=device)
-    use_bf16 = fast_bf16(device) if bf16 is None else bf16
-    with capture_attention(model, into=attn), torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
-        hidden = model(idx, return_hidden=True)[0]
-    return attn[:, 0], hidden.float()
+    def keep_resid(layer: int):
+        def hook(x, _hook):
+            resid[layer].copy_(x[0])
 
+        return hook
 
-def attention_maps(model, ids) -> torch.Tensor:
-    """(L, H, T, T) float32 attention of one token sequence, on the CPU."""
-    return capture_maps(model, ids, bf16=False)[0].cpu()
+    def keep_queries(q, _hook):
+        queries.append(q)
 
+    def summarize(layer: int):
+        def hook(k, _hook):  # the layer's keys (1, T, H, D); its queries came just before
+            summary = MapSummary(idx[0], (model.config.num_heads,), THUMB_AXIS, idx.device)
+            q = queries.pop()
+            for rows, _, probs in model.blocks[layer].attn.probability_blocks(q.transpose(1, 2), k.transpose(1, 2)):
+                summary.add(probs[0], rows)
+            summaries.append(summary)
 
-def random_distinct_tokens(pool: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
-    """`count` tokens drawn at random without replacement from `pool`, a tensor of distinct tokens
-    (all of them, shuffled, if it holds fewer)."""
-    return pool[torch.randperm(pool.numel(), generator=generator)[:count]]
+        return hook
 
-
-def random_repeated_tokens(length: int, pool, seed: int = 0) -> torch.Tensor:
-    """A random sequence of `length` distinct tokens drawn from `pool`, then the same sequence again."""
-    pool = torch.as_tensor(pool).unique()
-    if pool.numel() < length:
-        raise ValueError(f"the pool has {pool.numel()} tokens, fewer than {length}")
-    first = random_distinct_tokens(pool, length, torch.Generator().manual_seed(seed))
-    return torch.cat([first, first])
-
-
-def induction_probe(model, pool, length: int = 50, seeds=(0, 1, 2, 3)) -> torch.Tensor:
-    """(L, H) induction scores averaged over random repeated sequences (tokens drawn from `pool`)."""
-    scores = [
-        induction_scores(attention_maps(model, ids), ids)
-        for ids in (random_repeated_tokens(length, pool, s) for s in seeds)
-    ]
-    return torch.stack(scores).mean(0)
+    fns = {f"blocks.{layer}.hook_resid_pre": keep_resid(layer) for layer in range(L)}
+    fns[f"blocks.{L - 1}.hook_resid_post"] = keep_resid(L)
+    fns |= {f"blocks.{layer}.attn.hook_q": keep_queries for layer in range(L)}
+    fns |= {f"blocks.{layer}.attn.hook_k": summarize(layer) for layer in range(L)}
+    with hooks(model, fns):
+        model(idx, return_hidden=True)
+    layer_scores = [summary.scores() for summary in summaries]
+    scores = {name: torch.stack([s[name] for s in layer_scores]).cpu() for name in SCORE_NAMES}
+    thumbnails = torch.stack([summary.thumbnails() for summary in summaries]).cpu()
+    return Analysis(idx[0].tolist(), resid, scores, head_roles(scores), thumbnails)
 
 
-def previous_token_probe(model, ids, window: int | None = None) -> torch.Tensor:
-    """(L, H) previous-token scores on natural text `ids`, averaged over windows of the block size."""
-    ids = torch.as_tensor(ids).flatten()
-    window = window or model.config.block_size
-    chunks = [ids[i : i + window] for i in range(0, max(1, ids.numel() - 1), window) if ids[i : i + window].numel() > 1]
-    return torch.stack([previous_token_scores(attention_maps(model, chunk)) for chunk in chunks]).mean(0)
+@torch.inference_mode()
+def layer_maps(model, analysis: Analysis, layer: int, heads: slice = slice(None)) -> torch.Tensor:
+    """The attention (n, T, T) of the `heads` (all by default) of `layer`, recomputed from the
+    cached residual stream entering it."""
+    block = model.blocks[layer]
+    x = _on_model(model, analysis.resid[layer])[None]  # (1, T, C)
+    return block.attn.attention_pattern(block.ln_1(x), heads)[0].float().cpu()
+
+
+@torch.inference_mode()
+def final_hidden(model, analysis: Analysis, positions=slice(None)) -> torch.Tensor:
+    """The final LayerNorm's output at `positions` ((n, C), or (C,) for one position): what the LM
+    head reads."""
+    return model.ln_f(_on_model(model, analysis.resid[-1, positions]))

@@ -1,11 +1,18 @@
-"""The model's configuration: one dataclass, the named presets, and the Hugging Face config.json mapping."""
+"""The model's configuration: one dataclass, the named presets, and the Hugging Face config.json mapping.
+
+Also the two numbers every part of the project shares: GPT-2's vocabulary size and the id of
+`<|endoftext|>`.
+"""
 
 from dataclasses import asdict, dataclass
+
+VOCAB_SIZE = 50257  # GPT-2's byte-pair vocabulary: 50,256 merges plus <|endoftext|>
+EOT_ID = 50256  # <|endoftext|>
 
 
 @dataclass(frozen=True)
 class GPT2Config:
-    vocab_size: int = 50257
+    vocab_size: int = VOCAB_SIZE
     embed_dim: int = 768
     num_heads: int = 12
     num_layers: int = 12
@@ -49,8 +56,8 @@ class GPT2Config:
             "initializer_range": 0.02,
             "scale_attn_weights": True,
             "tie_word_embeddings": True,
-            "bos_token_id": 50256,
-            "eos_token_id": 50256,
+            "bos_token_id": EOT_ID,
+            "eos_token_id": EOT_ID,
         }
 
     @classmethod
@@ -79,10 +86,13 @@ class GPT2Config:
         )
 
 
+# Every named model shape: OpenAI's released sizes, and the two this project trains from scratch.
 PRESETS = {
     "gpt2": GPT2Config(embed_dim=768, num_heads=12, num_layers=12),
     "gpt2-medium": GPT2Config(embed_dim=1024, num_heads=16, num_layers=24),
     "gpt2-large": GPT2Config(embed_dim=1280, num_heads=20, num_layers=36),
     "gpt2-xl": GPT2Config(embed_dim=1600, num_heads=25, num_layers=48),
     "distilgpt2": GPT2Config(embed_dim=768, num_heads=12, num_layers=6),
+    "shakespeare": GPT2Config(embed_dim=128, num_heads=4, num_layers=6, block_size=256),  # the bundled model
+    "tiny": GPT2Config(embed_dim=32, num_heads=2, num_layers=2, block_size=64),  # for tests
 }

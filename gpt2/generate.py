@@ -1,25 +1,82 @@
-"""Sampling: temperature (0 = greedy), top-k, top-p, a seedable generator, a KV cache, and streaming."""
+"""Sampling: one settings object, temperature (0 = greedy), top-k, top-p, a seed, a KV cache, streaming.
 
+`SamplingSettings` is the one place generation settings are checked; the library, the command line,
+the app and its API all build one. Its defaults (temperature 0.8, top-k 50) give readable text from
+the bundled model and from GPT-2 alike; temperature 1 without top-k samples the long tail.
+"""
+
+import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
-EOT_TOKEN = 50256  # <|endoftext|>
+from .config import EOT_ID, VOCAB_SIZE
 
 
 class SamplingError(ValueError):
     """A generation setting out of range (the message says which and why)."""
 
 
-def check_sampling_args(max_new_tokens, temperature, top_k, top_p, vocab_size: int) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise SamplingError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-    if not isinstance(temperature, (int, float)) or not temperature >= 0 or temperature == float("inf"):
-        raise SamplingError(f"temperature must be a finite number >= 0, got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= vocab_size):
-        raise SamplingError(f"top_k must be an integer in [0, {vocab_size}] (0 = off), got {top_k!r}")
-    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-        raise SamplingError(f"top_p must be in (0, 1], got {top_p!r}")
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How to continue a prompt. `top_k` None (or 0) and `top_p` None (or 1) switch those filters off;
+    `seed` makes sampling repeatable; with `stop_at_eot` generation ends at <|endoftext|>."""
+
+    max_new_tokens: int = 100
+    temperature: float = 0.8
+    top_k: int | None = 50
+    top_p: float | None = None
+    seed: int | None = None
+    stop_at_eot: bool = False
+
+    def __post_init__(self):
+        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 0:
+            raise SamplingError(f"max_new_tokens must be a non-negative integer, got {self.max_new_tokens!r}")
+        if not _is_number(self.temperature) or not 0 <= self.temperature < math.inf:
+            raise SamplingError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+        if self.top_k is not None and (not _is_int(self.top_k) or not 0 <= self.top_k <= VOCAB_SIZE):
+            raise SamplingError(f"top_k must be an integer in [0, {VOCAB_SIZE}] (0 = off), got {self.top_k!r}")
+        if self.top_p is not None and (not _is_number(self.top_p) or not 0 < self.top_p <= 1):
+            raise SamplingError(f"top_p must be in (0, 1] (1 = off), got {self.top_p!r}")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
+            raise SamplingError(f"seed must be an integer between 0 and 2**63 - 1, got {self.seed!r}")
+        if not isinstance(self.stop_at_eot, bool):
+            raise SamplingError(f"stop_at_eot must be true or false, got {self.stop_at_eot!r}")
+        # normal forms: 0 and 1 mean "off", so they compare equal to None
+        if self.top_k == 0:
+            object.__setattr__(self, "top_k", None)
+        if self.top_p == 1:
+            object.__setattr__(self, "top_p", None)
+
+    @classmethod
+    def from_form(cls, max_new_tokens, temperature, top_k, top_p, seed, **extra) -> "SamplingSettings":
+        """Settings as a form or an API sends them: sliders send whole numbers as floats (40.0)."""
+        return cls(
+            max_new_tokens=_whole(max_new_tokens, "max_new_tokens"),
+            temperature=temperature,
+            top_k=_whole(top_k, "top_k"),
+            top_p=top_p,
+            seed=_whole(seed, "seed"),
+            **extra,
+        )
+
+
+def _whole(value, name: str):
+    """A float that holds a whole number, as an int; anything else unchanged (and checked later)."""
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise SamplingError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    return value
 
 
 def sample_next(
@@ -51,15 +108,13 @@ def sample_next(
     return candidate_ids.gather(-1, choice).squeeze(1)
 
 
-def _make_generator(seed: int | None, generator: torch.Generator | None, device) -> torch.Generator | None:
-    if generator is not None or seed is None:
+def _make_generator(settings: SamplingSettings, generator: torch.Generator | None, device):
+    if generator is not None or settings.seed is None:
         return generator
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise SamplingError(f"seed must be an integer, got {seed!r}")
-    return torch.Generator(device=device).manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(settings.seed)
 
 
-def _next_token_steps(model, idx, max_new_tokens, temperature, top_k, top_p, generator) -> Iterator[torch.Tensor]:
+def _next_token_steps(model, idx, settings: SamplingSettings, generator) -> Iterator[torch.Tensor]:
     """Yield (B,) new token ids, one step at a time.
 
     Up to `block_size` tokens the keys and values of earlier tokens come from the cache. Past it the
@@ -71,10 +126,10 @@ def _next_token_steps(model, idx, max_new_tokens, temperature, top_k, top_p, gen
     cache = model.new_kv_cache(idx.size(0))
     logits = model(idx, cache, only_last=True)[:, -1]  # (B, V)
     generated: list[torch.Tensor] = []
-    for step in range(max_new_tokens):
-        next_ids = sample_next(logits, temperature, top_k, top_p, generator)
+    for step in range(settings.max_new_tokens):
+        next_ids = sample_next(logits, settings.temperature, settings.top_k, settings.top_p, generator)
         yield next_ids
-        if step + 1 == max_new_tokens:
+        if step + 1 == settings.max_new_tokens:
             return
         if cache.length < block_size:
             logits = model(next_ids[:, None], cache, only_last=True)[:, -1]
@@ -85,68 +140,43 @@ def _next_token_steps(model, idx, max_new_tokens, temperature, top_k, top_p, gen
 
 
 def generate(
-    model,
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    stop_at_eot: bool = False,
+    model, idx: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Return `idx` (B, T) followed by up to `max_new_tokens` sampled tokens.
+    """Return `idx` (B, T) followed by up to `settings.max_new_tokens` sampled tokens.
 
-    temperature 0 is greedy decoding. `seed` (or an explicit `generator`) makes sampling repeatable.
     With `stop_at_eot`, generation ends once every row has produced <|endoftext|>; finished rows are
-    padded with it.
+    padded with it. An explicit `generator` overrides the settings' seed.
     """
-    check_sampling_args(max_new_tokens, temperature, top_k, top_p, model.config.vocab_size)
     if idx.dim() != 2 or idx.size(1) == 0:
         raise SamplingError("idx must be a non-empty (B, T) tensor of token ids")
-    generator = _make_generator(seed, generator, idx.device)
-    with torch.inference_mode():
-        out = _generate(model, idx, max_new_tokens, temperature, top_k, top_p, generator, stop_at_eot)
-    return out.clone()  # a normal tensor, usable in autograd outside inference mode
-
-
-def _generate(model, idx, max_new_tokens, temperature, top_k, top_p, generator, stop_at_eot) -> torch.Tensor:
+    generator = _make_generator(settings, generator, idx.device)
     finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
     out = [idx]
-    for next_ids in _next_token_steps(model, idx, max_new_tokens, temperature, top_k, top_p, generator):
-        if stop_at_eot:
-            next_ids = next_ids.masked_fill(finished, EOT_TOKEN)
-            finished |= next_ids == EOT_TOKEN
-        out.append(next_ids[:, None])
-        if stop_at_eot and bool(finished.all()):
-            break
-    return torch.cat(out, dim=1)
+    with torch.inference_mode():
+        for next_ids in _next_token_steps(model, idx, settings, generator):
+            if settings.stop_at_eot:
+                next_ids = next_ids.masked_fill(finished, EOT_ID)
+                finished |= next_ids == EOT_ID
+            out.append(next_ids[:, None])
+            if settings.stop_at_eot and bool(finished.all()):
+                break
+        result = torch.cat(out, dim=1)
+    return result.clone()  # a normal tensor, usable in autograd outside inference mode
 
 
 @torch.inference_mode()
 def stream_tokens(
-    model,
-    prompt_ids,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    stop_at_eot: bool = False,
+    model, prompt_ids, settings: SamplingSettings, generator: torch.Generator | None = None
 ) -> Iterator[int]:
-    """Yield each new token id of one sequence as soon as it is sampled (same options as `generate`).
-
-    With `stop_at_eot`, <|endoftext|> is yielded and then the stream ends.
-    """
-    check_sampling_args(max_new_tokens, temperature, top_k, top_p, model.config.vocab_size)
+    """Yield each new token id of one sequence as soon as it is sampled. With `stop_at_eot`,
+    <|endoftext|> is yielded and then the stream ends."""
     device = model.wte.weight.device
     idx = torch.as_tensor(prompt_ids, dtype=torch.long, device=device).reshape(1, -1)
     if idx.size(1) == 0:
         raise SamplingError("the prompt has no tokens")
-    generator = _make_generator(seed, generator, device)
-    for next_ids in _next_token_steps(model, idx, max_new_tokens, temperature, top_k, top_p, generator):
+    generator = _make_generator(settings, generator, device)
+    for next_ids in _next_token_steps(model, idx, settings, generator):
         token = int(next_ids[0])
         yield token
-        if stop_at_eot and token == EOT_TOKEN:
+        if settings.stop_at_eot and token == EOT_ID:
             return

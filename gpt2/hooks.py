@@ -1,73 +1,88 @@
-"""Hook points and attention capture.
+"""Reading and changing activations by hook name, in TransformerLens's habits.
 
-A `HookPoint` is an identity module placed on an intermediate activation, in TransformerLens's habit:
-its dotted name in the model (`blocks.3.attn.hook_pattern`) is stable, and registering a forward hook on
-it is how anything reads that activation. Attention layers compute explicit probabilities only while
-their hook point has a hook, so an unhooked model runs on the fused SDPA kernel.
+    logits, cache = run_with_cache(model, idx, names_filter=lambda name: name.endswith("hook_pattern"))
+    cache["blocks.1.attn.hook_pattern"]          # (B, H, T, T)
+
+    def zero_head(z, hook):                       # z: (B, T, H, D)
+        z[:, :, 2] = 0
+        return z
+    with hooks(model, {"blocks.0.attn.hook_z": zero_head}):
+        ablated = model(idx)
+
+A hook is `fn(activation, hook_point)`; returning a tensor replaces the activation downstream. Both
+functions attach their hooks for the calling thread only and always remove them, so several threads
+can capture or intervene on one shared model at once, and a thread with no hooks runs the fused fast
+path (see `gpt2.hook_points`).
 """
 
-import threading
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
 
+from .hook_points import HookFn, HookPoint, add_hook
 
-class HookPoint(nn.Module):
-    """Identity on the forward pass; a named place to attach forward hooks."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def has_hooks(self) -> bool:
-        return bool(self._forward_hooks) or bool(self._forward_pre_hooks)
+NamesFilter = None | str | Iterable[str] | Callable[[str], bool]
 
 
-def attention_hook_names(model: nn.Module) -> list[str]:
-    """Names of the attention-probability hook points, in layer order."""
-    return [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, HookPoint) and name.endswith("hook_pattern")
-    ]
+class UnknownHookError(KeyError):
+    """A hook name that the model does not have."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def hook_dict(model: nn.Module) -> dict[str, HookPoint]:
+    """Every hook point of `model` by its dotted name."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, HookPoint)}
+
+
+def _selected(points: dict[str, HookPoint], names_filter: NamesFilter) -> list[str]:
+    if names_filter is None:
+        return list(points)
+    if callable(names_filter):
+        return [name for name in points if names_filter(name)]
+    names = [names_filter] if isinstance(names_filter, str) else list(names_filter)
+    unknown = [name for name in names if name not in points]
+    if unknown:
+        raise UnknownHookError(f"the model has no hook point {unknown[0]!r}")
+    return names
 
 
 @contextmanager
-def capture_attention(model: nn.Module, into: torch.Tensor | None = None):
-    """Capture every layer's attention probabilities during forward passes run inside the block.
+def hooks(model: nn.Module, fns: dict[str, HookFn | list[HookFn]]):
+    """Attach `{hook name: fn or [fns]}` for the passes this thread runs inside the block."""
+    points = hook_dict(model)
+    _selected(points, list(fns))  # every name must exist
+    with ExitStack() as stack:
+        for name, fn_or_fns in fns.items():
+            for fn in fn_or_fns if isinstance(fn_or_fns, (list, tuple)) else [fn_or_fns]:
+                stack.callback(add_hook(points[name], fn))
+        yield
 
-        with capture_attention(model) as maps:
-            model(idx)
-        # maps[layer] is a detached (B, num_heads, T_query, T_key) tensor
 
-    With `into`, a preallocated (num_layers, B, num_heads, T_query, T_key) tensor, each layer's map is
-    copied into it as soon as it is made and `maps[layer]` is a view of it: the maps then take no more
-    memory than `into` itself plus one layer's working set.
+def cache_hooks(model: nn.Module, names_filter: NamesFilter = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """An empty activation cache and the hooks that fill it: `with hooks(model, fns): model(idx)`."""
+    cache: dict[str, torch.Tensor] = {}
 
-    Each forward pass overwrites the list with its own maps. Only calls made on the thread that entered
-    the block are recorded, so several threads can capture on one shared model at once without seeing
-    each other's maps. The hooks are removed on exit, also after an exception.
-    """
-    modules = dict(model.named_modules())
-    names = attention_hook_names(model)
-    maps: list[torch.Tensor | None] = [None] * len(names)
-    owner = threading.get_ident()
+    def store(activation: torch.Tensor, hook: HookPoint) -> None:
+        cache[hook.name] = activation.detach()
 
-    def make_hook(layer: int):
-        def hook(_module, _inputs, output):
-            if threading.get_ident() != owner:
-                return
-            if into is None:
-                maps[layer] = output.detach()
-            else:
-                into[layer].copy_(output.detach())
-                maps[layer] = into[layer]
+    return cache, {name: store for name in _selected(hook_dict(model), names_filter)}
 
-        return hook
 
-    handles = [modules[name].register_forward_hook(make_hook(i)) for i, name in enumerate(names)]
-    try:
-        yield maps
-    finally:
-        for handle in handles:
-            handle.remove()
+def run_with_cache(
+    model: nn.Module,
+    idx: torch.Tensor,
+    names_filter: NamesFilter = None,
+    fwd_hooks: dict[str, HookFn | list[HookFn]] | None = None,
+    **forward_kwargs,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run `model(idx, **forward_kwargs)` and return its output with the activations of the hook
+    points `names_filter` selects (None: all; a name, a list of names, or a predicate), by name.
+    `fwd_hooks` adds interventions to the same pass; they run before the activation is cached."""
+    cache, store = cache_hooks(model, names_filter)
+    with hooks(model, fwd_hooks or {}), hooks(model, store):
+        out = model(idx, **forward_kwargs)
+    return out, cache

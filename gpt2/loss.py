@@ -91,3 +91,23 @@ def pool_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torc
     if (local_targets < 0).any():
         raise ValueError("every target must be one of the pool's tokens")
     return chunked_cross_entropy(hidden, weight[pool], local_targets)
+
+
+@torch.inference_mode()
+def validation_loss(model, tokens: torch.Tensor, block_size: int, batch_size: int = 16, max_windows: int | None = None) -> float:
+    """Mean loss in nats per token over consecutive non-overlapping windows of `tokens` (a held-out split)."""
+    model.eval()
+    n_windows = (len(tokens) - 1) // block_size
+    if max_windows:
+        n_windows = min(n_windows, max_windows)
+    if n_windows == 0:
+        raise ValueError(f"the split has {len(tokens)} tokens, fewer than one window of {block_size + 1}")
+    windows = tokens[: n_windows * block_size + 1]
+    inputs = windows[:-1].view(n_windows, block_size)
+    targets = windows[1:].view(n_windows, block_size)
+    total = 0.0
+    for start in range(0, n_windows, batch_size):
+        hidden = model(inputs[start : start + batch_size], return_hidden=True)
+        batch_loss = chunked_cross_entropy(hidden, model.lm_head.weight, targets[start : start + batch_size])
+        total += batch_loss.item() * hidden.size(0)
+    return total / n_windows

@@ -1,8 +1,22 @@
 """GPT-2, written out in full: embeddings, pre-LayerNorm blocks of causal attention and MLP, a tied LM head.
 
 The four classes keep the constructor signatures of the project's spec; `forward(x)` / `forward(idx)`
-return plain tensors. Everything extra (KV cache, hooks, loading, generation) is an optional keyword
-argument or another method.
+return plain tensors. Everything extra (KV cache, hook points, loading, generation) is an optional
+keyword argument or another method.
+
+Hook points carry TransformerLens's names and shapes (B = batch, T = positions, H = heads,
+D = head_dim, C = embed_dim):
+
+    hook_embed, hook_pos_embed                                        (B, T, C)
+    blocks.{l}.hook_resid_pre, hook_attn_out, hook_resid_mid,
+              hook_mlp_out, hook_resid_post                           (B, T, C)
+    blocks.{l}.attn.hook_q, hook_k, hook_v, hook_z                    (B, T, H, D)
+    blocks.{l}.attn.hook_attn_scores, hook_pattern                    (B, H, T_query, T_key)
+    blocks.{l}.mlp.hook_pre, hook_post                                (B, T, 4C)
+
+`hook_attn_scores` holds the scaled scores with the future at -inf, `hook_pattern` the softmax
+probabilities. Attention computes them explicitly only while one of those two is hooked on the
+calling thread; otherwise it runs the fused SDPA kernel.
 """
 
 import math
@@ -13,7 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import GPT2Config
-from .hooks import HookPoint
+from .generate import SamplingSettings, generate, stream_tokens
+from .hook_points import HookPoint
+from .weights import check_state, read_checkpoint, write_checkpoint
 
 
 class KVCache:
@@ -49,39 +65,67 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(embed_dim, embed_dim)
         self.attn_dropout = nn.Dropout(dropout_p)
         self.resid_dropout = nn.Dropout(dropout_p)
-        self.hook_pattern = HookPoint()  # attention probabilities, (B, H, T_query, T_key)
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # (B, T, H, D)
+        self.hook_attn_scores = HookPoint()  # (B, H, T_query, T_key), scaled, future = -inf
+        self.hook_pattern = HookPoint()  # (B, H, T_query, T_key), the probabilities
+        self.hook_z = HookPoint()  # (B, T, H, D): each head's output, before c_proj mixes them
         self.layer_idx = 0  # set by GPT2 so a shared KVCache knows which slot is ours
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        explicit = self.hook_pattern.has_hooks()
-        q, k, v = self._project(x, float32=explicit).split(C, dim=2)
-        q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        explicit = self.hook_pattern.is_hooked() or self.hook_attn_scores.is_hooked()
+        q, k, v = self._heads(x, float32=explicit)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)  # (B, H, T_key, D)
+        z = self._explicit_attention(q, k, v) if explicit else self._fused_attention(q, k, v)
+        z = self.hook_z(z.transpose(1, 2))  # (B, T, H, D)
+        return self.resid_dropout(self.c_proj(z.reshape(B, T, C)))
 
-        if explicit:
-            y = self._explicit_attention(q, k, v)
+    def attention_pattern(self, x: torch.Tensor, heads: slice = slice(None)) -> torch.Tensor:
+        """The probabilities (B, n, T, T) of the `heads` (all by default) for this layer's input
+        `x` (B, T, C), the output of the block's first LayerNorm; float32, no hook runs."""
+        with torch.no_grad():
+            q, k, _ = self._heads(x, float32=True, heads=heads)
+            return self._causal_probs(q.transpose(1, 2), k.transpose(1, 2))
+
+    def probability_blocks(self, q: torch.Tensor, k: torch.Tensor, size: int = 128):
+        """Yield (query rows, visible keys, probabilities (B, H, n, T_visible)) for blocks of `size`
+        queries, from queries (B, H, T_query, D) and keys (B, H, T_key, D), in float32. A block never
+        computes the keys after its last query, so this skips most of the masked future, and no
+        (T, T) map is ever held whole."""
+        for rows, keys in _query_blocks(q.size(2), k.size(2), size):
+            yield rows, keys, _softmax(self._masked_scores(q[:, :, rows], k[:, :, keys]), in_place=True)
+
+    def _heads(self, x: torch.Tensor, float32: bool, heads: slice = slice(None)):
+        """Queries, keys, values, each (B, T, n, D), of the `heads` (all by default). With `float32`,
+        in float32 also under autocast: attention probabilities that people read move by several
+        hundredths when sharp heads see bf16 keys."""
+        weight, bias = self.c_attn.weight, self.c_attn.bias
+        first, stop, _ = heads.indices(self.num_heads)
+        if (first, stop) != (0, self.num_heads):  # only these heads' rows of the fused projection
+            C, D = weight.size(1), self.head_dim
+            rows = torch.cat([torch.arange(part * C + first * D, part * C + stop * D) for part in range(3)])
+            weight, bias = weight[rows.to(weight.device)], bias[rows.to(weight.device)]
+        if float32 and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                qkv = F.linear(x.float(), weight.float(), bias.float())
         else:
-            y = self._fused_attention(q, k, v)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
-
-    def _project(self, x: torch.Tensor, float32: bool) -> torch.Tensor:
-        """Fused queries, keys, values (B, T, 3C). With `float32`, in float32 also under autocast:
-        attention probabilities that people read move by several hundredths when sharp heads see
-        bf16 keys."""
-        if not (float32 and torch.is_autocast_enabled(x.device.type)):
-            return self.c_attn(x)
-        with torch.autocast(x.device.type, enabled=False):
-            return self.c_attn(x.float())
+            qkv = F.linear(x, weight, bias)
+        B, T, _ = x.shape
+        return qkv.view(B, T, 3, stop - first, self.head_dim).unbind(2)
 
     def _causal_mask(self, T_query: int, T_key: int, device) -> torch.Tensor:
         # The queries are the last T_query positions of T_key: query i sits at position T_key - T_query + i
         # and sees keys 0..that position (the mask is aligned to the bottom-right corner).
         return torch.ones(T_query, T_key, dtype=torch.bool, device=device).tril(diagonal=T_key - T_query)
+
+    def _masked_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Scaled scores (B, H, T_query, T_key) in float32, the future set to -inf."""
+        with torch.autocast(q.device.type, enabled=False):
+            scores = (q.float() * (1.0 / math.sqrt(self.head_dim))) @ k.float().transpose(-2, -1)
+        return scores.masked_fill_(~self._causal_mask(q.size(2), k.size(2), q.device), float("-inf"))
 
     def _fused_attention(self, q, k, v) -> torch.Tensor:
         T_query, T_key = q.size(2), k.size(2)
@@ -93,19 +137,43 @@ class CausalSelfAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
     def _explicit_attention(self, q, k, v) -> torch.Tensor:
-        T_query, T_key = q.size(2), k.size(2)
         # scores and probabilities in float32 even under bf16 autocast: the probabilities are what people read
-        with torch.autocast(q.device.type, enabled=False):
-            scores = (q.float() * (1.0 / math.sqrt(self.head_dim))) @ k.float().transpose(-2, -1)  # (B, H, Tq, Tk)
-            scores.masked_fill_(~self._causal_mask(T_query, T_key, q.device), float("-inf"))
-            attn_probs = self.hook_pattern(_softmax(scores))
-        return self.attn_dropout(attn_probs).to(v.dtype) @ v  # (B, H, T_query, D)
+        if self.hook_attn_scores.is_hooked() or q.requires_grad or k.requires_grad:
+            scores = self.hook_attn_scores(self._masked_scores(q, k))
+            # in place only where no gradient is needed and no hook may have kept the scores
+            in_place = not (scores.requires_grad or self.hook_attn_scores.is_hooked())
+            attn_probs = self.hook_pattern(_softmax(scores, in_place))
+            return self.attn_dropout(attn_probs).to(v.dtype) @ v  # (B, H, T_query, D)
+        attn_probs = self._causal_probs(q, k)
+        hooked = self.hook_pattern(attn_probs)
+        if hooked is not attn_probs:  # a hook replaced the pattern: use all of it
+            return self.attn_dropout(hooked).to(v.dtype) @ v
+        z = q.new_empty(*q.shape[:3], v.size(-1), dtype=v.dtype)  # (B, H, T_query, D)
+        for rows, keys in _query_blocks(q.size(2), k.size(2)):
+            z[:, :, rows] = self.attn_dropout(attn_probs[:, :, rows, keys]).to(v.dtype) @ v[:, :, keys]
+        return z
+
+    def _causal_probs(self, q, k) -> torch.Tensor:
+        """The probabilities (B, H, T_query, T_key) in float32, block by block (see
+        `probability_blocks`); the future is exactly 0."""
+        attn_probs = q.new_zeros(*q.shape[:3], k.size(2), dtype=torch.float32)
+        for rows, keys, probs in self.probability_blocks(q, k):
+            attn_probs[:, :, rows, keys] = probs
+        return attn_probs
 
 
-def _softmax(scores: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dimension; in place when no gradient is needed, which saves allocating
-    (and faulting in) a second (B, H, T, T) buffer: most of a long capture pass's time otherwise."""
-    if scores.requires_grad:
+def _query_blocks(T_query: int, T_key: int, size: int = 128):
+    """(query rows, the keys they can see) for blocks of `size` queries; the queries are the last
+    T_query of T_key positions."""
+    for start in range(0, T_query, size):
+        end = min(start + size, T_query)
+        yield slice(start, end), slice(0, T_key - T_query + end)
+
+
+def _softmax(scores: torch.Tensor, in_place: bool) -> torch.Tensor:
+    """Softmax over the last dimension. In place saves allocating (and faulting in) a second
+    (B, H, T, T) buffer, most of a long pass's time otherwise."""
+    if not in_place:
         return torch.softmax(scores, dim=-1)
     scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
     return scores.div_(scores.sum(dim=-1, keepdim=True))
@@ -118,9 +186,11 @@ class MLP(nn.Module):
         self.gelu = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
         self.c_proj = nn.Linear(4 * embed_dim, embed_dim)
         self.dropout = nn.Dropout(dropout_p)
+        self.hook_pre, self.hook_post = HookPoint(), HookPoint()  # (B, T, 4C): before and after the GELU
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        hidden = self.hook_post(self.gelu(self.hook_pre(self.c_fc(x))))
+        return self.dropout(self.c_proj(hidden))
 
 
 class TransformerBlock(nn.Module):
@@ -130,10 +200,14 @@ class TransformerBlock(nn.Module):
         self.attn = CausalSelfAttention(embed_dim, num_heads, block_size, dropout_p)
         self.ln_2 = nn.LayerNorm(embed_dim, eps=1e-5)
         self.mlp = MLP(embed_dim, dropout_p)
+        # the residual stream, (B, T, C): entering, after attention, leaving; and what each part adds
+        self.hook_resid_pre, self.hook_resid_mid, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
+        self.hook_attn_out, self.hook_mlp_out = HookPoint(), HookPoint()
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), kv_cache=kv_cache)
-        return x + self.mlp(self.ln_2(x))
+        x = self.hook_resid_pre(x)
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), kv_cache=kv_cache)))
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
 
 
 class GPT2(nn.Module):
@@ -150,6 +224,7 @@ class GPT2(nn.Module):
         self.config = GPT2Config(vocab_size, embed_dim, num_heads, num_layers, block_size, dropout_p)
         self.wte = nn.Embedding(vocab_size, embed_dim)
         self.wpe = nn.Embedding(block_size, embed_dim)
+        self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()  # (B, T, C)
         self.drop = nn.Dropout(dropout_p)
         self.blocks = nn.ModuleList(
             TransformerBlock(embed_dim, num_heads, block_size, dropout_p) for _ in range(num_layers)
@@ -159,6 +234,9 @@ class GPT2(nn.Module):
         self.ln_f = nn.LayerNorm(embed_dim, eps=1e-5)
         self.lm_head = nn.Linear(embed_dim, vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied, as in GPT-2
+        for name, module in self.named_modules():
+            if isinstance(module, HookPoint):
+                module.name = name
 
         self.apply(self._init_weights)
         residual_std = 0.02 / math.sqrt(2 * num_layers)  # GPT-2 scales the residual output projections
@@ -187,17 +265,22 @@ class GPT2(nn.Module):
         )
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs) -> "GPT2":
-        """A Hub name (`gpt2`, `gpt2-medium`, ...) or a local directory in Hugging Face's layout; eval mode."""
-        from .weights import load_pretrained
-
-        return load_pretrained(name_or_path, **kwargs)
+    def from_pretrained(cls, name_or_path, dtype: torch.dtype = torch.float32, device=None) -> "GPT2":
+        """The bundled model (`"shakespeare"`), a Hub name (`gpt2`, `gpt2-medium`, ...) or a local
+        directory in Hugging Face's layout, in eval mode. Errors are `gpt2.ModelLoadError`s."""
+        checkpoint = read_checkpoint(name_or_path, dtype)
+        with torch.device("meta"):
+            model = cls.from_config(checkpoint.config)
+        expected = {name: t.shape for name, t in model.state_dict().items() if name != "lm_head.weight"}
+        check_state(checkpoint.state, expected, checkpoint.path)
+        state = {name: t.to(dtype=dtype, device=device) for name, t in checkpoint.state.items()}
+        model.load_state_dict(state, strict=False, assign=True)
+        model.lm_head.weight = model.wte.weight  # assign=True replaced wte's parameter: tie again
+        return model.eval()
 
     def save_pretrained(self, directory, dtype: torch.dtype = torch.float32) -> None:
         """Write `config.json` + `model.safetensors` in Hugging Face's GPT-2 layout."""
-        from .weights import save_pretrained
-
-        save_pretrained(self, directory, dtype=dtype)
+        write_checkpoint(self.config, self.state_dict(), directory, dtype)
 
     def forward(
         self,
@@ -215,7 +298,8 @@ class GPT2(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
         pos = torch.arange(start, start + T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        x = self.hook_embed(self.wte(idx)) + self.hook_pos_embed(self.wpe(pos).expand(B, T, -1))
+        x = self.drop(x)  # (B, T, C)
         for block in self.blocks:
             x = block(x, kv_cache=kv_cache)
         if kv_cache is not None:
@@ -235,17 +319,14 @@ class GPT2(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def hook_points(self) -> Iterator[tuple[str, HookPoint]]:
-        """(name, module) of every hook point, e.g. `blocks.0.attn.hook_pattern`."""
+        """(name, module) of every hook point, in the order a forward pass reaches them."""
         return ((name, m) for name, m in self.named_modules() if isinstance(m, HookPoint))
 
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
-        """Sample `max_new_tokens` after `idx` (B, T); see `gpt2.generate.generate` for the options."""
-        from .generate import generate
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:
+        """`idx` (B, T) followed by `max_new_tokens` sampled tokens; `sampling` holds the fields of
+        `gpt2.SamplingSettings` (temperature, top_k, top_p, seed, stop_at_eot)."""
+        return generate(self, idx, SamplingSettings(max_new_tokens=max_new_tokens, **sampling))
 
-        return generate(self, idx, max_new_tokens, **kwargs)
-
-    def stream(self, prompt_ids, max_new_tokens: int, **kwargs):
-        """Yield each new token id as it is sampled; see `gpt2.generate.stream_tokens`."""
-        from .generate import stream_tokens
-
-        return stream_tokens(self, prompt_ids, max_new_tokens, **kwargs)
+    def stream(self, prompt_ids, max_new_tokens: int, **sampling) -> Iterator[int]:
+        """Yield each new token id as it is sampled (the options of `generate`)."""
+        return stream_tokens(self, prompt_ids, SamplingSettings(max_new_tokens=max_new_tokens, **sampling))

@@ -1,10 +1,25 @@
-"""Where bfloat16 compute pays: CUDA, and CPUs with bf16 matrix units (AMX or AVX512-BF16), where a
-bf16 matmul runs several times faster than float32. Elsewhere bf16 is emulated and slower."""
+"""Where and in what precision the project computes: the one place for the device and dtype policy.
+
+bfloat16 pays on CUDA and on CPUs with bf16 matrix units (AMX or AVX512-BF16), where a bf16 matmul
+runs several times faster than float32; elsewhere bf16 is emulated and slower. It also pays only
+once the matrices are big: a narrow model's matmuls are cheap next to the rest of a pass, and its
+trained heads can be sharp enough for bf16 rounding to move the attention people read. Int8
+decoding pays once the weights outgrow the CPU's caches, because a decode step reads every weight
+once. `bench/bench.py` measures each of these choices.
+"""
 
 from functools import cache
 from pathlib import Path
 
 import torch
+
+# embed_dim from which the analysis pass runs its MLPs and output projections in bf16 (where bf16
+# is fast) and from which generation uses int8 weights on a CPU: GPT-2 small's width
+WIDE_MODEL_MIN_WIDTH = 768
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @cache
@@ -19,3 +34,30 @@ def _cpu_has_bf16_units() -> bool:
 def fast_bf16(device: torch.device) -> bool:
     """Whether bfloat16 matmuls beat float32 on this device."""
     return device.type == "cuda" or (device.type == "cpu" and _cpu_has_bf16_units())
+
+
+def autocast_dtype(choice: str, device: torch.device) -> torch.dtype | None:
+    """Training's compute dtype for `--dtype auto|float32|bfloat16`; None means plain float32."""
+    if choice == "float32":
+        return None
+    if choice == "bfloat16":
+        return torch.bfloat16
+    return torch.bfloat16 if fast_bf16(device) else None
+
+
+def analysis_bf16(model) -> bool:
+    """Whether the analysis pass of `model` runs its big matmuls in bf16 (queries, keys, scores and
+    probabilities always stay float32)."""
+    return model.config.embed_dim >= WIDE_MODEL_MIN_WIDTH and fast_bf16(model.wte.weight.device)
+
+
+def int8_kernel_available() -> bool:
+    """Whether this PyTorch has FBGEMM's dynamic-quantized int8 kernel (see `gpt2.quantize`)."""
+    return "fbgemm" in torch.backends.quantized.supported_engines and hasattr(torch.ops.quantized, "linear_dynamic")
+
+
+def int8_decoding_pays(model) -> bool:
+    """Whether generating with int8 weights beats float32 for `model`: wide models on a CPU. The
+    bundled 128-wide model decodes no faster with them, so it keeps float32's exact tokens."""
+    on_cpu = model.wte.weight.device.type == "cpu"
+    return on_cpu and model.config.embed_dim >= WIDE_MODEL_MIN_WIDTH and int8_kernel_available()

@@ -8,7 +8,8 @@ which streams the int8 weights at close to memory speed. Attention, the KV cache
 and the embeddings stay float32, and so do the hooks.
 
 The kernel comes from PyTorch's `quantized` ops, which PyTorch has deprecated in favour of torchao;
-`requirements.txt` pins a PyTorch that has them, and `int8_kernel_available()` says whether this one does.
+`requirements.txt` pins a PyTorch that has them, and `gpt2.precision.int8_kernel_available()` says
+whether this one does (and `int8_decoding_pays(model)` whether a model gains from them).
 """
 
 import copy
@@ -18,10 +19,7 @@ import torch
 from torch import nn
 
 from .model import GPT2
-
-
-def int8_kernel_available() -> bool:
-    return "fbgemm" in torch.backends.quantized.supported_engines and hasattr(torch.ops.quantized, "linear_dynamic")
+from .precision import int8_kernel_available
 
 
 class Int8Linear(nn.Module):

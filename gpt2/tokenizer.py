@@ -9,13 +9,12 @@ from pathlib import Path
 
 import tiktoken
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-BUNDLED_MODEL_DIR = ASSETS / "shakespeare"  # the Shakespeare GPT-2 the app ships
-DEFAULT_PATH = ASSETS / "gpt2.tiktoken"
+from .config import EOT_ID, VOCAB_SIZE
+from .paths import VOCAB_FILE
+
 EXPECTED_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 EOT = "<|endoftext|>"
-EOT_ID = 50256
 
 
 class TokenizerError(RuntimeError):
@@ -23,7 +22,7 @@ class TokenizerError(RuntimeError):
 
 
 @lru_cache(maxsize=4)
-def load_encoding(path: str | os.PathLike = DEFAULT_PATH) -> tiktoken.Encoding:
+def load_encoding(path: str | os.PathLike = VOCAB_FILE) -> tiktoken.Encoding:
     """tiktoken's GPT-2 encoding from a local ranks file whose sha256 is checked first."""
     path = Path(path)
     try:
@@ -38,7 +37,7 @@ def load_encoding(path: str | os.PathLike = DEFAULT_PATH) -> tiktoken.Encoding:
     # tiktoken's text format: one "base64(token bytes) rank" pair a line.
     ranks = {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines() if line)}
     return tiktoken.Encoding(
-        name="gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: EOT_ID}, explicit_n_vocab=50257
+        name="gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: EOT_ID}, explicit_n_vocab=VOCAB_SIZE
     )
 
 
@@ -49,9 +48,9 @@ class Tokenizer:
     """
 
     eot_id = EOT_ID
-    n_vocab = 50257
+    n_vocab = VOCAB_SIZE
 
-    def __init__(self, path: str | os.PathLike = DEFAULT_PATH):
+    def __init__(self, path: str | os.PathLike = VOCAB_FILE):
         self.encoding = load_encoding(path)
 
     def encode(self, text: str, allow_special: bool = False) -> list[int]:

@@ -12,9 +12,7 @@ import math
 import os
 import sys
 import time
-import urllib.request
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,47 +20,15 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .analysis import random_distinct_tokens
-from .config import GPT2Config
-from .loss import chunked_cross_entropy, pool_cross_entropy
+from .config import PRESETS, VOCAB_SIZE, GPT2Config
+from .data import frequent_tokens, random_distinct_tokens, read_corpus, split_tokens, token_pool
+from .loss import chunked_cross_entropy, pool_cross_entropy, validation_loss
 from .model import GPT2
-from .precision import fast_bf16
-from .tokenizer import get_tokenizer
-from .weights import ModelLoadError, load_pretrained
+from .precision import autocast_dtype, default_device
+from .weights import ModelLoadError
 
-SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare.txt"
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
-
-MODEL_PRESETS = {
-    "tiny": dict(num_layers=2, num_heads=2, embed_dim=32, block_size=64),
-    "shakespeare": dict(num_layers=6, num_heads=4, embed_dim=128, block_size=256),
-}
-
-
-@dataclass
-class Split:
-    train: torch.Tensor  # (N_train,) token ids
-    val: torch.Tensor  # (N_val,)
-
-
-def read_corpus(path: str | None) -> str:
-    """The training text: the given file, the project's shared copy, or (online) a fresh download."""
-    if path:
-        return Path(path).read_text(encoding="utf-8")
-    if DEFAULT_DATA.is_file():
-        return DEFAULT_DATA.read_text(encoding="utf-8")
-    print(f"downloading the corpus from {SHAKESPEARE_URL}", file=sys.stderr)
-    with urllib.request.urlopen(SHAKESPEARE_URL, timeout=30) as response:
-        return response.read().decode("utf-8")
-
-
-def split_tokens(text: str, val_fraction: float = 0.1) -> Split:
-    ids = torch.tensor(get_tokenizer().encode(text), dtype=torch.long)
-    n_train = int(len(ids) * (1 - val_fraction))
-    return Split(ids[:n_train], ids[n_train:])
-
 
 def sample_batch(
     tokens: torch.Tensor,
@@ -98,17 +64,6 @@ def sample_batch(
         if lagged.any():
             windows[lagged] = lagged_copy_windows(lagged_pool, int(lagged.sum()), block_size + 1, generator)
     return windows[:, :-1], windows[:, 1:]
-
-
-def token_pool(train_ids: torch.Tensor, min_count: int = 5) -> torch.Tensor:
-    """Tokens seen at least `min_count` times in training: the tokens a model can learn to match."""
-    counts = torch.bincount(train_ids, minlength=50257)
-    return (counts >= min_count).nonzero().flatten()
-
-
-def frequent_tokens(train_ids: torch.Tensor, count: int = 500) -> torch.Tensor:
-    """The `count` most frequent training tokens, whose embeddings grow far apart early in training."""
-    return torch.bincount(train_ids, minlength=50257).argsort(descending=True)[:count]
 
 
 def lagged_copy_windows(
@@ -174,29 +129,6 @@ def copy_batch(pool: torch.Tensor, windows: int, length: int, generator: torch.G
     return rows[:, :-1], rows[:, 1:]
 
 
-@torch.inference_mode()
-def evaluate(
-    model: GPT2, tokens: torch.Tensor, block_size: int, batch_size: int = 16, max_windows: int | None = None
-) -> float:
-    """Mean loss in nats per token over consecutive non-overlapping windows of the split."""
-    model.eval()
-    n_windows = (len(tokens) - 1) // block_size
-    if max_windows:
-        n_windows = min(n_windows, max_windows)
-    if n_windows == 0:
-        raise ValueError(f"the split has {len(tokens)} tokens, fewer than one window of {block_size + 1}")
-    windows = tokens[: n_windows * block_size + 1]
-    inputs = windows[:-1].view(n_windows, block_size)
-    targets = windows[1:].view(n_windows, block_size)
-    total = 0.0
-    for start in range(0, n_windows, batch_size):
-        hidden = model(inputs[start : start + batch_size], return_hidden=True)
-        total += chunked_cross_entropy(
-            hidden, model.lm_head.weight, targets[start : start + batch_size]
-        ).item() * hidden.size(0)
-    return total / n_windows
-
-
 def learning_rate(step: int, args) -> float:
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
@@ -212,19 +144,10 @@ def make_optimizer(model: GPT2, args) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
-def autocast_dtype(choice: str, device: torch.device) -> torch.dtype | None:
-    """bfloat16 where this hardware computes it faster than float32 (CUDA, or CPUs with AMX/AVX512-BF16)."""
-    if choice == "float32":
-        return None
-    if choice == "bfloat16":
-        return torch.bfloat16
-    return torch.bfloat16 if fast_bf16(device) else None
-
-
 def setup_distributed() -> tuple[int, int, torch.device]:
     """(rank, world size, device); initializes the process group under torchrun."""
     if "RANK" not in os.environ:
-        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return 0, 1, default_device()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend)
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -236,7 +159,7 @@ def setup_distributed() -> tuple[int, int, torch.device]:
 
 
 def build_config(args) -> GPT2Config:
-    preset = MODEL_PRESETS[args.preset] if args.preset else {}
+    preset = PRESETS[args.preset].to_dict() if args.preset else {}
     fields = {
         name: getattr(args, name) if getattr(args, name) is not None else preset.get(name)
         for name in ("num_layers", "num_heads", "embed_dim", "block_size")
@@ -244,7 +167,7 @@ def build_config(args) -> GPT2Config:
     missing = [name for name, value in fields.items() if value is None]
     if missing:
         raise SystemExit(f"error: give --preset or --{missing[0].replace('_', '-')}")
-    return GPT2Config(vocab_size=50257, dropout_p=args.dropout, **fields)
+    return GPT2Config(vocab_size=VOCAB_SIZE, dropout_p=args.dropout, **fields)
 
 
 def train(args) -> None:
@@ -260,7 +183,7 @@ def train(args) -> None:
 
     model = GPT2.from_config(config).to(device)
     if args.init_from:  # start from another checkpoint's weights, with a fresh optimizer and schedule
-        model.load_state_dict(load_pretrained(args.init_from).state_dict())
+        model.load_state_dict(GPT2.from_pretrained(args.init_from).state_dict())
     elif args.position_init == "helix":
         with torch.no_grad():
             model.wpe.weight.copy_(helix_positions(config.block_size, config.embed_dim))
@@ -370,7 +293,7 @@ def train(args) -> None:
             if is_main:
                 progress.write(f"all {world} processes hold identical weights")
         if is_main and (last or (args.eval_interval and (step + 1) % args.eval_interval == 0)):
-            val = evaluate(model, split.val, config.block_size, max_windows=args.eval_windows)
+            val = validation_loss(model, split.val, config.block_size, max_windows=args.eval_windows)
             history.append(
                 dict(
                     step=step + 1,
@@ -418,14 +341,14 @@ def save_checkpoint(model, optimizer, data_rng, step, out: Path, args) -> None:
 
 def eval_only(args) -> None:
     try:
-        model = load_pretrained(args.model or args.out)
+        model = GPT2.from_pretrained(args.model or args.out)
     except ModelLoadError as exc:
         raise SystemExit(f"error: {exc}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     split = split_tokens(read_corpus(args.data))
     block_size = args.block_size or model.config.block_size
-    val = evaluate(model, split.val, block_size, max_windows=args.eval_windows)
+    val = validation_loss(model, split.val, block_size, max_windows=args.eval_windows)
     print(f"validation loss: {val:.4f} nats/token over {len(split.val):,} held-out tokens (windows of {block_size})")
 
 
@@ -446,7 +369,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--out", default="out/shakespeare", help="output directory: config.json, model.safetensors, train_state.pt"
     )
-    p.add_argument("--preset", choices=sorted(MODEL_PRESETS), help="named model size; the flags below override it")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="named model size; the flags below override it")
     p.add_argument("--num-layers", type=int)
     p.add_argument("--num-heads", type=int)
     p.add_argument("--embed-dim", type=int)

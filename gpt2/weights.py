@@ -1,7 +1,9 @@
-"""Checkpoints: Hub names → files, Hugging Face's GPT-2 layout ↔ our state dict, safetensors only.
+"""Checkpoints: names → files, Hugging Face's GPT-2 layout ↔ our state dict, safetensors only.
 
 Hugging Face's GPT-2 stores its projection weights as Conv1D, (in_features, out_features); our
-Linear layers hold (out, in), so those four weights are transposed on the way in and out.
+Linear layers hold (out, in), so those four weights are transposed on the way in and out. This
+module knows files and tensors, not the model class: `GPT2.from_pretrained` and
+`GPT2.save_pretrained` (in `gpt2.model`) build on it.
 """
 
 import json
@@ -9,6 +11,7 @@ import os
 import re
 import socket
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 import torch
@@ -16,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import GPT2Config
-from .model import GPT2
+from .paths import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME
 
 HUB_REPOS = {
     "gpt2": "openai-community/gpt2",
@@ -62,17 +65,20 @@ def canonical_hub_name(name: str) -> str | None:
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
-    """(config.json, model.safetensors) for a Hub name (downloaded or cached) or a local directory."""
+    """(config.json, model.safetensors) for the bundled model's name, a Hub name (downloaded or
+    cached) or a local directory."""
     text = str(name_or_path)
     if not text.strip():
         raise UnknownModelError("no model name given")
+    if isinstance(name_or_path, str) and text.strip() == BUNDLED_MODEL_NAME:
+        return _local_files(BUNDLED_MODEL_DIR)
     hub_name = canonical_hub_name(text) if isinstance(name_or_path, str) else None
     if hub_name is not None:
         return _download(HUB_REPOS[hub_name], hub_name)
     path = Path(text).expanduser()
     if path.is_dir():
         return _local_files(path)
-    known = ", ".join(HUB_REPOS)
+    known = ", ".join([BUNDLED_MODEL_NAME, *HUB_REPOS])
     raise UnknownModelError(
         f"unknown model {text!r}: use one of {known}, or a directory with {CONFIG_FILE} and {WEIGHTS_FILE}"
     )
@@ -170,7 +176,10 @@ def ours_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return hf_state
 
 
-def _check_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Size], where: Path) -> None:
+def check_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Size], where: Path) -> None:
+    """Raise CheckpointError unless `state` holds exactly the `expected` tensors, floating point,
+    finite and of the right shapes. A tied `lm_head.weight`, if present, must equal `wte.weight`;
+    it is removed from `state` (the model ties the head itself)."""
     lm_head = state.pop("lm_head.weight", None)
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -221,8 +230,14 @@ def _check_fits(config: GPT2Config, weights_path: Path, name: str, dtype: torch.
         )
 
 
-def load_pretrained(name_or_path, dtype: torch.dtype = torch.float32, device=None) -> GPT2:
-    """Load a Hub name or a local HF-layout directory into our GPT2, in eval mode."""
+class Checkpoint(NamedTuple):
+    config: GPT2Config
+    state: dict[str, torch.Tensor]  # in this model's names, not yet checked against a model
+    path: Path  # the weights file, for messages
+
+
+def read_checkpoint(name_or_path, dtype: torch.dtype = torch.float32) -> Checkpoint:
+    """The config and tensors of a checkpoint; refuses one that would not fit in memory in `dtype`."""
     config_path, weights_path = resolve_checkpoint(name_or_path)
     config = read_config(config_path)
     _check_fits(config, weights_path, str(name_or_path), dtype)
@@ -230,23 +245,14 @@ def load_pretrained(name_or_path, dtype: torch.dtype = torch.float32, device=Non
         hf_state = load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights_path} is not a valid safetensors file ({exc})") from None
-    state = hf_to_ours(hf_state)
-
-    with torch.device("meta"):
-        model = GPT2.from_config(config)
-    expected = {name: p.shape for name, p in model.state_dict().items() if name != "lm_head.weight"}
-    _check_state(state, expected, weights_path)
-    state = {name: t.to(dtype=dtype, device=device) for name, t in state.items()}
-    model.load_state_dict(state, strict=False, assign=True)
-    model.lm_head.weight = model.wte.weight  # assign=True replaced wte's parameter: tie again
-    return model.eval()
+    return Checkpoint(config, hf_to_ours(hf_state), weights_path)
 
 
-def save_pretrained(model: GPT2, directory, dtype: torch.dtype = torch.float32) -> None:
+def write_checkpoint(config: GPT2Config, state: dict[str, torch.Tensor], directory, dtype=torch.float32) -> None:
     """Write config.json + model.safetensors that both our loader and transformers' GPT2LMHeadModel read."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {name: t.detach().to("cpu", dtype) for name, t in model.state_dict().items()}
+    state = {name: t.detach().to("cpu", dtype) for name, t in state.items()}
     save_file(ours_to_hf(state), directory / WEIGHTS_FILE, metadata={"format": "pt"})
-    hf_config = model.config.to_hf_dict() | {"dtype": str(dtype).removeprefix("torch.")}
+    hf_config = config.to_hf_dict() | {"dtype": str(dtype).removeprefix("torch.")}
     (directory / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
