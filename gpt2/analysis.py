@@ -55,8 +55,10 @@ def _on_model(model, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def analyze(model, ids) -> Analysis:
-    """One pass over `ids` (a list or 1-D tensor of token ids, at most the block size)."""
+def analyze(model, ids, fwd_hooks: dict | None = None) -> Analysis:
+    """One pass over `ids` (a list or 1-D tensor of token ids, at most the block size). `fwd_hooks`,
+    `{hook name: fn}`, intervene in the pass (see `gpt2.lab`): everything kept is then the changed
+    model's."""
     idx = torch.as_tensor(ids, dtype=torch.long, device=_device(model)).reshape(1, -1)
     L, T = model.config.num_layers, idx.size(1)
     resid = torch.empty(L + 1, T, model.config.embed_dim)
@@ -86,8 +88,8 @@ def analyze(model, ids) -> Analysis:
     fns[f"blocks.{L - 1}.hook_resid_post"] = keep_resid(L)
     fns |= {f"blocks.{layer}.attn.hook_q": keep_queries for layer in range(L)}
     fns |= {f"blocks.{layer}.attn.hook_k": summarize(layer) for layer in range(L)}
-    with hooks(model, fns):
-        model(idx, return_hidden=True)
+    with hooks(model, fwd_hooks or {}), hooks(model, fns):
+        model.run_blocks(model.embed(idx))
     layer_scores = [summary.scores() for summary in summaries]
     scores = {name: torch.stack([s[name] for s in layer_scores]).cpu() for name in SCORE_NAMES}
     thumbnails = torch.stack([summary.thumbnails() for summary in summaries]).cpu()

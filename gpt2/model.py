@@ -42,6 +42,13 @@ class KVCache:
         self.max_len = max_len
         self.length = 0  # tokens stored so far
 
+    def rows(self, batch_size: int) -> "KVCache":
+        """The first `batch_size` batch rows, sharing this cache's storage and length."""
+        view = object.__new__(KVCache)
+        view.keys, view.values = self.keys[:, :batch_size], self.values[:, :batch_size]
+        view.max_len, view.length = self.max_len, self.length
+        return view
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this layer's new keys/values (B, H, T, D) after the cached ones; return all of them."""
         end = self.length + k.size(2)
@@ -293,17 +300,31 @@ class GPT2(nn.Module):
         """Logits (B, T, vocab_size). With `kv_cache`, `idx` holds only the new tokens and the cache
         grows by T. `only_last` returns logits of the last position only, (B, 1, vocab_size);
         `return_hidden` returns the final LayerNorm's output (B, T, embed_dim) instead of logits."""
-        B, T = idx.shape
         start = kv_cache.length if kv_cache is not None else 0
+        x = self.run_blocks(self.embed(idx, start), kv_cache=kv_cache)
+        if kv_cache is not None:
+            kv_cache.length += idx.size(1)
+        return self.unembed(x, only_last=only_last, return_hidden=return_hidden)
+
+    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """The residual stream entering block 0, (B, T, C): token plus position embeddings of `idx`
+        (B, T), whose first token sits at position `start`."""
+        B, T = idx.shape
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
         pos = torch.arange(start, start + T, device=idx.device)
         x = self.hook_embed(self.wte(idx)) + self.hook_pos_embed(self.wpe(pos).expand(B, T, -1))
-        x = self.drop(x)  # (B, T, C)
-        for block in self.blocks:
+        return self.drop(x)
+
+    def run_blocks(self, x: torch.Tensor, start_layer: int = 0, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """The residual stream (B, T, C) after the last block, from `x` entering block `start_layer`:
+        what an intervention at a later layer reruns, from a cached stream."""
+        for block in self.blocks[start_layer:]:
             x = block(x, kv_cache=kv_cache)
-        if kv_cache is not None:
-            kv_cache.length += T
+        return x
+
+    def unembed(self, x: torch.Tensor, *, only_last: bool = False, return_hidden: bool = False) -> torch.Tensor:
+        """Logits from the residual stream after the last block: the final LayerNorm, then the tied head."""
         x = self.ln_f(x)
         if return_hidden:
             return x

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-# embed_dim from which the analysis pass runs its MLPs and output projections in bf16 (where bf16
-# is fast) and from which generation uses int8 weights on a CPU: GPT-2 small's width
+# embed_dim from which activation patching runs in bf16 (where bf16 is fast) and generation uses
+# int8 weights on a CPU: GPT-2 small's width
 WIDE_MODEL_MIN_WIDTH = 768
 
 
@@ -45,9 +45,11 @@ def autocast_dtype(choice: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if fast_bf16(device) else None
 
 
-def analysis_bf16(model) -> bool:
-    """Whether the analysis pass of `model` runs its big matmuls in bf16 (queries, keys, scores and
-    probabilities always stay float32)."""
+def causal_bf16(model) -> bool:
+    """Whether activation patching, which reruns most of the model once per layer and position,
+    runs in bf16: for wide models where bf16 is fast. Its scores are ratios of logit differences,
+    computed clean, corrupted and patched in the same precision, so the ends stay exactly 0 and 1.
+    The analysis pass and the maps people read are always float32."""
     return model.config.embed_dim >= WIDE_MODEL_MIN_WIDTH and fast_bf16(model.wte.weight.device)
 
 

@@ -1,0 +1,53 @@
+"""A process-wide LRU of analyses, bounded in bytes, shared by every visitor.
+
+An entry is one pass over one text under one model (and, for the lab, one ablation): its residual
+stream, head scores and thumbnails (see `gpt2.analysis`), about 41 MB for 1,024 tokens on GPT-2
+small, so the default 1 GiB holds two dozen such texts.
+"""
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from ..analysis import Analysis, analyze
+from ..lab import Ablation, ablated_analysis
+from ..tokenizer import get_tokenizer
+
+
+@dataclass
+class Entry:
+    analysis: Analysis
+    tokens: list[str]  # each token's own text
+
+    @property
+    def nbytes(self) -> int:
+        return self.analysis.nbytes + sum(len(t) for t in self.tokens)
+
+
+class AnalysisCache:
+    def __init__(self, budget_bytes: int = 1 << 30):
+        self.budget_bytes = budget_bytes
+        self._items: OrderedDict[tuple, Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_name: str, model, ids, ablation: Ablation | None = None) -> Entry:
+        key = (model_name, tuple(ids), ablation)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        analysis = analyze(model, ids) if ablation is None else ablated_analysis(model, ids, ablation)
+        tokenizer = get_tokenizer()
+        entry = Entry(analysis, [tokenizer.token_text(i) for i in analysis.ids])
+        with self._lock:
+            self._items[key] = entry
+            while len(self._items) > 1 and self.nbytes > self.budget_bytes:
+                self._items.popitem(last=False)
+        return entry
+
+    @property
+    def nbytes(self) -> int:
+        return sum(entry.nbytes for entry in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,105 @@
+"""What a visitor sends, checked: prompts, generation settings, numbers, head names.
+
+Every check raises `UserInputError` with a one-line message the UI shows as it is (and the API
+returns as its error), never a traceback.
+"""
+
+from dataclasses import dataclass
+
+from ..generate import SamplingError, SamplingSettings
+from ..tokenizer import Tokenizer, get_tokenizer
+
+MAX_PROMPT_CHARS = 100_000  # refused before tokenizing; a 1024-token prompt is ~4,000 characters
+MAX_NEW_TOKENS = 1024
+MEAN = "mean"  # the head value that means "mean over the layer's heads"
+
+
+class UserInputError(ValueError):
+    """Something the user sent cannot be used; the message says what, in one line."""
+
+
+def clean_text(text, what: str = "the prompt") -> str:
+    """`text` as a str of valid Unicode (lone surrogates become U+FFFD); refuses huge input."""
+    if not isinstance(text, str):
+        raise UserInputError(f"{what} must be text")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise UserInputError(f"{what} has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    ids: list[int]  # the tokens kept: the last `block_size` of the prompt
+    cut: int  # tokens cut from its start to fit the model's context
+
+    @property
+    def note(self) -> str:
+        if not self.cut:
+            return ""
+        total = self.cut + len(self.ids)
+        return (
+            f"The prompt has {total:,} tokens; the model reads at most {len(self.ids):,}, so its first "
+            f"{self.cut:,} were cut (✂ marks the cut)."
+        )
+
+
+def encode_prompt(text, block_size: int, tokenizer: Tokenizer | None = None, what: str = "the prompt") -> Prompt:
+    """The prompt's token ids, the last `block_size` if it is longer."""
+    text = clean_text(text, what)
+    if not text.strip():
+        raise UserInputError(f"{what} is empty: type some text first")
+    ids = (tokenizer or get_tokenizer()).encode(text)
+    cut = max(0, len(ids) - block_size)
+    return Prompt(ids[cut:], cut)
+
+
+def as_int(value, name: str):
+    """An int from an int or a whole float (sliders and number boxes send floats)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserInputError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, float) and not value.is_integer():
+        raise UserInputError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def sampling_settings(max_new_tokens, temperature, top_k, top_p, seed) -> SamplingSettings:
+    """Generation settings as the form and the API send them, within the app's limits."""
+    try:
+        settings = SamplingSettings.from_form(max_new_tokens, temperature, top_k, top_p, seed)
+    except SamplingError as exc:
+        raise UserInputError(str(exc)) from None
+    if not 1 <= settings.max_new_tokens <= MAX_NEW_TOKENS:
+        raise UserInputError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, got {settings.max_new_tokens}")
+    return settings
+
+
+def check_flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise UserInputError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def head_value(layer: int, head: int) -> str:
+    """The head dropdown's value for a head."""
+    return f"{layer},{head}"
+
+
+def parse_head_value(value) -> tuple[int, int]:
+    try:
+        layer, head = (int(part) for part in str(value).split(","))
+    except ValueError:
+        raise UserInputError(f"not a head: {str(value)[:40]!r}") from None
+    return layer, head
+
+
+def check_head(layer, head, num_layers: int, num_heads: int) -> tuple[int, int | str]:
+    """(layer, head) as ints, head possibly MEAN; UserInputError when out of range."""
+    layer = as_int(layer, "layer")
+    if not 0 <= layer < num_layers:
+        raise UserInputError(f"layer must be between 0 and {num_layers - 1}, got {layer}")
+    if head == MEAN:
+        return layer, MEAN
+    head = as_int(head, "head")
+    if not 0 <= head < num_heads:
+        raise UserInputError(f"head must be between 0 and {num_heads - 1} (or '{MEAN}'), got {head}")
+    return layer, head

@@ -1,0 +1,785 @@
+"""The Gradio app: widgets, their layout and wiring. Every computation is a call into `gpt2.explorer`.
+
+Handlers return their outputs by component (`{component: value}`); errors a visitor can cause
+become one status line and a warning toast, never a traceback.
+"""
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+from gradio.components.plot import PlotData
+
+from .. import plots
+from ..generate import stream_tokens
+from ..lab import Ablation, LabError, parse_heads
+from ..scores import SCORE_NAMES
+from ..tokenizer import get_tokenizer
+from . import export, lab_views, views
+from .cache import AnalysisCache
+from .inputs import (
+    MAX_NEW_TOKENS,
+    MAX_PROMPT_CHARS,
+    MEAN,
+    UserInputError,
+    encode_prompt,
+    head_value,
+    parse_head_value,
+    sampling_settings,
+)
+from .models import BUNDLED_NAME, ModelStore
+from .session import EMPTY_SESSION, Session
+
+try:  # ZeroGPU on Hugging Face Spaces; a no-op everywhere else
+    import spaces
+
+    on_gpu = spaces.GPU
+except ImportError:
+
+    def on_gpu(fn):
+        return fn
+
+
+MODELS = ModelStore()
+ANALYSES = AnalysisCache(budget_bytes=int(os.environ.get("EXPLORER_CACHE_BYTES", 1 << 30)))
+EXPORT_DIR = Path(tempfile.mkdtemp(prefix="gpt2-explorer-"))
+STREAM_INTERVAL_S = 0.04  # the browser re-renders every chip per update: batch tokens that come faster
+SESSION_TTL_S = 1800  # session state (token ids only) expires after 30 minutes
+REPEATED_EXAMPLE = (
+    "sword crown honey winter tongue lamb night castle bread river. "
+    "sword crown honey winter tongue lamb night castle bread river."
+)
+EXAMPLES = [
+    [REPEATED_EXAMPLE],
+    ["ROMEO:\nBut soft, what light through yonder window breaks?"],
+    ["The quick brown fox jumps over the lazy dog because"],
+    ["First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\nFirst Citizen:\n"],
+]
+PATCH_EXAMPLE = (
+    "sword crown honey winter tongue lamb night castle. sword crown honey winter",
+    "sword crown honey winter tongue lamb night castle. sword crown honey river",
+)
+CLEAN, ABLATED = "clean", "ablated"
+TUTORIAL = """**Find the induction circuit in three clicks.** The bundled model has one: layer 1 copies what
+followed an earlier occurrence of the current token, and it needs the previous-token head L0 H0 to
+know what followed what.
+
+1. **Load the example** (a sequence of ten words, repeated), then **Ablate layer 1**: the loss on the
+   repeat jumps from about 2 nats to about 8, as bad as guessing.
+2. **Ablate L0 H0**: the same jump. In the *Attention* tab, choose run *ablated* and head L1 H0: its
+   induction stripes are gone (compare run *clean*).
+3. **Ablate L4 H2**, a head with no part in this: nothing changes.
+
+Then ask which heads carry a prediction directly (*Attribution*) and what a change of one word moves
+(*Patching*)."""
+FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
+CSS = """
+#chips { max-height: 44vh; overflow-y: auto; }
+#attn-chips { max-height: 30vh; overflow-y: auto; }
+#heatmap .js-plotly-plot, #heatmap [data-testid=plotly] { aspect-ratio: 1 / 1; max-height: 80vh; }
+.dark .js-plotly-plot .main-svg text { fill: var(--body-text-color) !important; }
+.dark .js-plotly-plot .main-svg .xgrid, .dark .js-plotly-plot .main-svg .ygrid { stroke: #555 !important; }
+#controls .wrap { flex-wrap: wrap; }
+@media (max-width: 700px) {
+  #chips { max-height: 32vh; }
+  .gradio-container { padding: 4px !important; }
+}
+"""
+# Clicks on a head in the grid or a score map, or on a heatmap row, reach Python through the hidden
+# #click-bridge box: "grid:layer,head", "scores:layer,head", "heatmap:row,column". Ctrl/Cmd+Enter
+# in the prompt generates.
+JS = """
+() => {
+  const bridge = (value) => {
+    const box = document.querySelector('#click-bridge textarea, #click-bridge input');
+    if (!box) return;
+    box.value = value + '@' + Date.now();
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  };
+  const owners = ['grid', 'scores', 'heatmap', 'lab-direct', 'lab-sweep', 'lab-patch-heads'];
+  const bind = () => {
+    for (const id of owners) {
+      const gd = document.querySelector(`#${id} .js-plotly-plot`);
+      if (!gd || gd.__explorerBound || typeof gd.on !== 'function') continue;
+      gd.__explorerBound = true;
+      gd.on('plotly_click', (event) => {
+        const point = event.points && event.points[0];
+        if (!point) return;
+        let [row, col] = Array.isArray(point.pointNumber) ? point.pointNumber : [point.pointNumber, 0];
+        if (id === 'grid') {
+          const cell = gd.layout.meta && gd.layout.meta.cell;
+          if (!cell) return;
+          row = Math.floor(row / cell);
+          col = Math.floor(col / cell);
+        }
+        bridge(`${id}:${row},${col}`);
+      });
+    }
+  };
+  new MutationObserver(bind).observe(document.body, {childList: true, subtree: true});
+  // a plot drawn while its tab was hidden took a default width: redraw plots when a tab opens
+  document.addEventListener('click', (event) => {
+    if (event.target.closest('[role=tab]')) setTimeout(() => window.dispatchEvent(new Event('resize')), 60);
+  });
+  document.addEventListener('keydown', (event) => {
+    if ((event.ctrlKey || event.metaKey) && event.key === 'Enter' && event.target.closest('#prompt')) {
+      event.preventDefault();
+      document.querySelector('#generate')?.click();
+    }
+  });
+}
+"""
+
+
+def plot(fig, **update) -> dict:
+    """A Plotly figure for gr.Plot, with its display config (see `plots.figure_json`)."""
+    return gr.update(value=PlotData(type="plotly", plot=plots.figure_json(fig)), **update)
+
+
+def warn(exc: Exception) -> str:
+    """A user error as a status line, also shown as a toast."""
+    gr.Warning(str(exc))
+    return f"⚠ {exc}"
+
+
+def _entry(session: Session, run: str = CLEAN, ablation: Ablation | None = None):
+    """(model, the analysis entry of the session's window, the window)."""
+    if not session or not session.ids:
+        raise UserInputError("generate some text first")
+    model = MODELS.get(session.model)
+    window = session.window(model.config.block_size)
+    use = ablation if run == ABLATED and ablation is not None else None
+    return model, ANALYSES.get(session.model, model, window.ids, use), window
+
+
+def _query(entry, query) -> int:
+    last = len(entry.analysis.ids) - 1
+    return last if query is None or not 0 <= query <= last else int(query)
+
+
+MEAN_OPTION, SINK_OPTION, LOG_OPTION = "mean of the layer", "hide the sink", "log colours"
+
+
+@dataclass(frozen=True)
+class HeadView:
+    """What the heatmap shows: a head (or MEAN), and how."""
+
+    layer: int
+    head: int | str
+    grid_head: int  # the head outlined in the grids
+    hide_sink: bool
+    log_scale: bool
+
+
+def _head_view(head_choice, options) -> HeadView:
+    layer, head = parse_head_value(head_choice)
+    options = options or []
+    return HeadView(layer, MEAN if MEAN_OPTION in options else head, head, SINK_OPTION in options, LOG_OPTION in options)
+
+
+# ---- generation -------------------------------------------------------------------------------------
+
+
+def _throttled(stream):
+    """The items of `stream`, at most one every STREAM_INTERVAL_S, and always the last one."""
+    last_update, pending = float("-inf"), None
+    for item in stream:
+        pending = item
+        if time.monotonic() - last_update >= STREAM_INTERVAL_S:
+            last_update, pending = time.monotonic(), None
+            yield item
+    if pending is not None:
+        yield pending
+
+
+def stream_text(model, prompt_ids: list[int], settings) -> Iterator[list[int]]:
+    """Yield every token id so far after each new token."""
+    ids = list(prompt_ids)
+    for token in stream_tokens(model, prompt_ids, settings):
+        ids.append(token)
+        yield list(ids)
+
+
+def shown_text(session: Session, block_size: int) -> str:
+    """The text as the model sees it: its context window, after a ✂ marker if tokens came before."""
+    window = session.window(block_size)
+    text = get_tokenizer().decode(window.ids)
+    return f"✂ [{window.cut:,} earlier tokens] " + text if window.cut else text
+
+
+def _prepare(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode):
+    settings = sampling_settings(max_new_tokens, temperature, top_k, top_p, seed)
+    model = MODELS.decoder(model_name, fast_decode)
+    return settings, model, encode_prompt(prompt, model.config.block_size)
+
+
+def _idle(status: str) -> dict:
+    return {status_box: status, generate_btn: gr.update(interactive=True), stop_btn: gr.update(interactive=False, variant="secondary")}
+
+
+@on_gpu
+def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode):
+    """Stream the text, its token chips, the session and the status as tokens arrive."""
+    try:
+        settings, model, encoded = _prepare(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode)
+    except UserInputError as exc:
+        yield _idle(warn(exc))
+        return
+    block = model.config.block_size
+    session = Session(MODELS.resolve(model_name), tuple(encoded.ids), len(encoded.ids), encoded.cut)
+    note = (encoded.note + " ") if encoded.note else ""
+    running = {generate_btn: gr.update(interactive=False), stop_btn: gr.update(interactive=True, variant="stop")}
+    status = f"{note}Generating {settings.max_new_tokens} tokens with {session.model}…"
+    yield {output: shown_text(session, block), chips: views.token_chips(session.window(block)), session_state: session, status_box: status, **running}
+    for ids in _throttled(stream_text(model, encoded.ids, settings)):
+        session = session.with_ids(ids)
+        yield {output: shown_text(session, block), chips: views.token_chips(session.window(block)), session_state: session}
+    done = f"{note}Done: {session.generated} new tokens. Click a token to make it the query, or a head in the grid."
+    yield _idle(done)
+
+
+def stopped(session: Session) -> dict:
+    count = session.generated if session else 0
+    return _idle(f"Stopped after {count} new token{'s' if count != 1 else ''}.")
+
+
+def switch_model(model_name, session: Session, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's idiom
+    """Load the chosen model (the Hub download's progress bar shows in the UI); if that fails, say why
+    and stay on the current one."""
+    current = (session or EMPTY_SESSION).model
+    try:
+        MODELS.get(model_name)
+    except UserInputError as exc:
+        return {model_box: current, status_box: warn(f"{exc}. Staying on {current}")}
+    return {model_box: model_name, status_box: f"Loaded {model_name}. Press Generate to use it."}
+
+
+# ---- attention views --------------------------------------------------------------------------------
+
+
+def _attention_views(model, entry, window, view: HeadView, query: int) -> dict:
+    heatmap_fig, label = views.heatmap_view(model, entry, view.layer, view.head, view.hide_sink, view.log_scale, query)
+    bars, bars_label = views.next_token_view(model, entry, query)
+    query_chips = views.query_chips(model, entry, view.layer, view.head, query, view.hide_sink)
+    return {
+        heatmap: plot(heatmap_fig, label=label),
+        attn_chips: gr.update(value=query_chips, label=f"What token {query} attends to (brightest = most)"),
+        next_tokens: plot(bars, label=bars_label),
+        chips: views.token_chips(window, query),
+    }
+
+
+def _grid_views(entry, view: HeadView, score_name) -> dict:
+    selected = (view.layer, view.grid_head)
+    return {grid: plot(views.grid_view(entry, selected)), scores_plot: plot(views.score_view(entry, score_name, selected))}
+
+
+@on_gpu
+def refresh_views(session, head_choice, options, score_name, query, run, ablation):
+    """Everything that depends on the text, after new tokens: the head list and every view."""
+    if not session or not session.ids:
+        return {}
+    try:
+        model, entry, window = _entry(session, run, ablation)
+        choices = views.head_choices(entry)
+        if head_choice not in [value for _, value in choices]:
+            head_choice = choices[0][1]
+        view = _head_view(head_choice, options)
+        query = _query(entry, query)
+        return {
+            head_box: gr.update(choices=choices, value=head_choice),
+            query_state: query,
+            **_attention_views(model, entry, window, view, query),
+            **_grid_views(entry, view, score_name),
+        }
+    except UserInputError as exc:
+        return {status_box: warn(exc)}
+
+
+@on_gpu
+def update_head(session, head_choice, options, score_name, query, run, ablation):
+    """A new head, option or run: the heatmap, the query's views and the outlines in the grids."""
+    try:
+        model, entry, window = _entry(session, run, ablation)
+        view = _head_view(head_choice, options)
+        return {**_attention_views(model, entry, window, view, _query(entry, query)), **_grid_views(entry, view, score_name)}
+    except UserInputError as exc:
+        return {status_box: warn(exc)}
+
+
+def _select_query(session, head_choice, options, run, ablation, position) -> dict:
+    model, entry, window = _entry(session, run, ablation)
+    query = _query(entry, position)
+    token = plots.visible_token(entry.tokens[query])
+    return {
+        query_state: query,
+        status_box: f"Query: token {query} '{token}'.",
+        **_attention_views(model, entry, window, _head_view(head_choice, options), query),
+    }
+
+
+@on_gpu
+def select_query(session, head_choice, options, run, ablation, evt: gr.SelectData):
+    """A token chip was clicked: it becomes the query."""
+    try:
+        model = MODELS.get(session.model) if session and session.ids else None
+        if model is None:
+            raise UserInputError("generate some text first")
+        position = views.chip_position(session.window(model.config.block_size), evt.index)
+        if position is None:
+            raise UserInputError("that is the ✂ marker: the tokens before it are outside the model's context")
+        return _select_query(session, head_choice, options, run, ablation, position)
+    except UserInputError as exc:
+        return {status_box: warn(exc)}
+
+
+@on_gpu
+def bridge_click(value, session, head_choice, options, score_name, query, run, ablation, lab_heads):
+    """A click in a plot, sent by the page's script as "owner:row,column"."""
+    try:
+        owner, _, rest = str(value).partition(":")
+        row, col = (int(part) for part in rest.split("@")[0].split(","))
+        if owner in ("grid", "scores"):
+            choice, options = head_value(row, col), [o for o in options or [] if o != MEAN_OPTION]
+            result = update_head(session, choice, options, score_name, query, run, ablation)
+            return {head_box: choice, options_box: options, **result}
+        if owner == "heatmap":
+            _, entry, _ = _entry(session, run, ablation)
+            position = views.heatmap_click_position(entry, row)
+            return _select_query(session, head_choice, options, run, ablation, position)
+        if owner in ("lab-direct", "lab-sweep", "lab-patch-heads"):  # toggle the head in the ablation box
+            name = f"L{row}H{col}"
+            parts = [p.strip() for p in str(lab_heads or "").split(",") if p.strip()]
+            parts = [p for p in parts if p.upper() != name] if any(p.upper() == name for p in parts) else [*parts, name]
+            return {lab_heads_box: ", ".join(parts)}
+    except (ValueError, UserInputError) as exc:
+        return {status_box: warn(exc)}
+    return {}
+
+
+def loss_chips(session, colour_by_loss, query):
+    """The token chips, plain or coloured by each token's loss."""
+    if not session or not session.ids:
+        return {}
+    try:
+        model, entry, window = _entry(session)
+        if not colour_by_loss:
+            return {chips: gr.update(value=views.token_chips(window, _query(entry, query)), show_legend=True)}
+        return {chips: gr.update(value=views.loss_chips(model, entry, window), show_legend=False)}
+    except UserInputError as exc:
+        return {status_box: warn(exc)}
+
+
+# ---- lab --------------------------------------------------------------------------------------------
+
+
+def _lab_entry(session):
+    model, entry, window = _entry(session)
+    return model, entry
+
+
+@on_gpu
+def lab_loss_and_lens(session):
+    try:
+        model, entry = _lab_entry(session)
+        loss_view, lens_view = lab_views.loss_view(model, entry), lab_views.lens_view(model, entry)
+    except UserInputError as exc:
+        return {lab_status: warn(exc)}
+    return {lab_loss: plot(loss_view.figure, label=loss_view.label), lab_lens: plot(lens_view.figure, label=lens_view.label), lab_status: "Loss and logit lens of the current text."}
+
+
+@on_gpu
+def lab_attribute(session, position, target, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
+    try:
+        model, entry = _lab_entry(session)
+        position, target_id = lab_views.with_default_target(model, entry, position, target)
+        heads_view, rest_view = lab_views.attribution_view(model, entry, position, target_id)
+        rank = lab_views.rank_view(model, entry, position, target_id)
+        sweep = lab_views.sweep_view(model, entry, position, target_id, progress=lambda f: progress(f, desc="ablating each head"))
+    except UserInputError as exc:
+        return {lab_status: warn(exc)}
+    return {
+        lab_direct: plot(heads_view.figure, label=heads_view.label),
+        lab_rest: plot(rest_view.figure, label=rest_view.label),
+        lab_sweep: plot(sweep.figure, label=sweep.label),
+        lab_rank: plot(rank.figure, label=rank.label),
+        lab_status: "The gap between a head's direct share and its ablation effect shows composition: heads that act through later heads, and backups that take over.",
+    }
+
+
+@on_gpu
+def lab_ablate(session, heads_text, mode, position, target):
+    """Ablate the named heads: before/after, and the ablated run for the Attention tab."""
+    try:
+        model, entry = _lab_entry(session)
+        config = model.config
+        try:
+            ablation = Ablation(parse_heads(heads_text, config.num_layers, config.num_heads), mode)
+        except LabError as exc:
+            raise UserInputError(str(exc)) from None
+        window = session.window(config.block_size)
+        ablated = ANALYSES.get(session.model, model, window.ids, ablation)
+        position, target_id = lab_views.with_default_target(model, entry, position, target)
+        loss_view, bars_view, summary = lab_views.ablation_views(model, entry, ablated, ablation, position, target_id)
+    except UserInputError as exc:
+        return {lab_status: warn(exc)}
+    return {
+        ablation_state: ablation,
+        lab_ablate_loss: plot(loss_view.figure, label=loss_view.label),
+        lab_ablate_bars: plot(bars_view.figure, label=bars_view.label),
+        lab_status: summary,
+        run_box: gr.update(visible=True, label=f"Run: clean, or {ablation.label}"),
+    }
+
+
+def tutorial_step(heads_text, mode="zero"):
+    return {lab_heads_box: heads_text, lab_mode: mode}
+
+
+@on_gpu
+def lab_patch(clean_text, corrupted_text, session, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
+    try:
+        model_name = (session or EMPTY_SESSION).model
+        model = MODELS.get(model_name)
+        clean = encode_prompt(clean_text, model.config.block_size, what="the clean prompt").ids
+        corrupted = encode_prompt(corrupted_text, model.config.block_size, what="the corrupted prompt").ids
+        resid_view, heads_view, summary = lab_views.patch_views(model, clean, corrupted, progress=lambda f: progress(f, desc="patching"))
+    except UserInputError as exc:
+        return {lab_status: warn(exc)}
+    return {lab_patch_resid: plot(resid_view.figure, label=resid_view.label), lab_patch_heads: plot(heads_view.figure, label=heads_view.label), lab_status: summary}
+
+
+# ---- exports ----------------------------------------------------------------------------------------
+
+
+def _export_folder() -> Path:
+    return Path(tempfile.mkdtemp(dir=EXPORT_DIR))
+
+
+def export_attention(session, head_choice, options, query):
+    """All of the text's attention (.npz) and the current heatmap (.html)."""
+    try:
+        model, entry, _ = _entry(session)
+        view = _head_view(head_choice, options)
+        layer, head = view.layer, view.head
+        fig, label = views.heatmap_view(model, entry, layer, head, view.hide_sink, view.log_scale, _query(entry, query))
+    except UserInputError as exc:
+        return {status_box: warn(exc)}
+    folder = _export_folder()
+    npz = export.save_npz(model, entry, folder / "attention.npz", session.model)
+    title = f"{session.model} · {views.head_name(entry, layer, head)} · “{export.text_start(entry.tokens)}”"
+    page = export.save_html(fig, folder / f"heatmap-L{layer}-{'mean' if head == MEAN else f'H{head}'}.html", title)
+    return {
+        exports: gr.update(value=[str(npz), str(page)], visible=True),
+        status_box: "Exported attention.npz (every layer and head, float16, with the tokens and scores) and the heatmap as a page.",
+    }
+
+
+def export_lab(session, position, target):
+    """The lab's numbers for the current text: loss, logit lens, attribution and the sweep (.json, .csv, .html each)."""
+    try:
+        model, entry = _lab_entry(session)
+        position, target_id = lab_views.with_default_target(model, entry, position, target)
+        loss_view, lens_view = lab_views.loss_view(model, entry), lab_views.lens_view(model, entry)
+        heads_view, _ = lab_views.attribution_view(model, entry, position, target_id)
+        sweep = lab_views.sweep_view(model, entry, position, target_id)
+    except UserInputError as exc:
+        return {lab_status: warn(exc)}
+    folder, start = _export_folder(), export.text_start(entry.tokens)
+    files = []
+    for name, view in (("loss", loss_view), ("logit-lens", lens_view), ("attribution", heads_view), ("ablation-sweep", sweep)):
+        files += export.save_view(folder, name, view, f"{session.model} · {view.label} · “{start}”")
+    return {lab_exports: gr.update(value=[str(f) for f in files], visible=True), lab_status: f"Exported {len(files)} files."}
+
+
+# ---- API endpoints ----------------------------------------------------------------------------------
+
+
+def _api_entry(prompt: str, model: str):
+    loaded = MODELS.get(model)
+    ids = encode_prompt(prompt, loaded.config.block_size).ids
+    return loaded, ANALYSES.get(MODELS.resolve(model), loaded, ids)
+
+
+def api_generate(
+    prompt: str,
+    model: str = BUNDLED_NAME,
+    max_new_tokens: int = 40,
+    temperature: float = 0.8,
+    top_k: int = 50,
+    top_p: float = 1.0,
+    seed: int = 0,
+    fast_decode: bool = True,
+) -> Iterator[str]:
+    """Generate a continuation: streams the prompt followed by the text so far; the last value is the
+    whole result. `fast_decode` uses int8 weights for GPT-2-sized models (the text may differ slightly
+    from float32's). A client that disconnects (or cancels) stops the generation and frees its worker."""
+    try:
+        settings, loaded, encoded = _prepare(prompt, model, max_new_tokens, temperature, top_k, top_p, seed, fast_decode)
+    except UserInputError as exc:
+        raise gr.Error(str(exc)) from None
+    tokenizer = get_tokenizer()
+    kept = tokenizer.decode(encoded.ids)
+    yield kept  # at once: a streaming client sees its request start
+    for ids in _throttled(stream_text(loaded, encoded.ids, settings)):
+        yield kept + tokenizer.decode(ids[len(encoded.ids) :])
+
+
+def api_attention(prompt: str, model: str = BUNDLED_NAME, layer: int = 0, head: int = 0) -> dict:
+    """One head's attention over the prompt: {"tokens": [...], "attention": [[...]]}, rows are queries."""
+    try:
+        loaded, entry = _api_entry(prompt, model)
+        return views.attention_json(loaded, entry, layer, head)
+    except UserInputError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def api_loss(prompt: str, model: str = BUNDLED_NAME) -> dict:
+    """Per-token loss: {"tokens": [...], "loss": [...]}; loss[i] is the loss of token i + 1 given tokens 0..i."""
+    try:
+        loaded, entry = _api_entry(prompt, model)
+        data = lab_views.loss_view(loaded, entry).data
+        return {"tokens": data["tokens"], "loss": data["loss"]}
+    except UserInputError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def api_logit_lens(prompt: str, model: str = BUNDLED_NAME) -> dict:
+    """The logit lens: {"tokens", "layers": ["embed", "L0", ...], "top_token": [[...]], "top_prob": [[...]]}, rows = layers."""
+    try:
+        loaded, entry = _api_entry(prompt, model)
+        return lab_views.lens_view(loaded, entry).data
+    except UserInputError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def api_head_effects(prompt: str, model: str = BUNDLED_NAME, position: int = -1, target: str = "") -> dict:
+    """{"position", "target", "direct": (L, H), "ablation": (L, H)}: each head's direct contribution to
+    the target's logit, and the change in its log-probability when that head alone is mean-ablated."""
+    try:
+        loaded, entry = _api_entry(prompt, model)
+        position, target_id = lab_views.with_default_target(loaded, entry, position, target)
+        direct, _ = lab_views.attribution_view(loaded, entry, position, target_id)
+        sweep = lab_views.sweep_view(loaded, entry, position, target_id)
+        return {"position": position, "target": direct.data["target"], "direct": direct.data["direct"], "ablation": sweep.data["ablation"]}
+    except UserInputError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def api_ablate(prompt: str, model: str = BUNDLED_NAME, heads: str = "L0H0", mode: str = "zero") -> dict:
+    """{"tokens", "loss_before", "loss_after", "top_before", "top_after"}: per-token losses as in /loss
+    and the top 10 [token, probability] at the last position, before and after ablating `heads`
+    ("L0H0, L1H2", or "L1" for every head of layer 1) in `mode` ("zero" or "mean")."""
+    try:
+        loaded, entry = _api_entry(prompt, model)
+        config = loaded.config
+        try:
+            ablation = Ablation(parse_heads(heads, config.num_layers, config.num_heads), mode)
+        except LabError as exc:
+            raise UserInputError(str(exc)) from None
+        ablated = ANALYSES.get(MODELS.resolve(model), loaded, entry.analysis.ids, ablation)
+        position, target_id = lab_views.with_default_target(loaded, entry, -1, "")
+        loss_view, _, _ = lab_views.ablation_views(loaded, entry, ablated, ablation, position, target_id)
+        return {key: loss_view.data[key] for key in ("tokens", "loss_before", "loss_after", "top_before", "top_after")}
+    except UserInputError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def api_patch(clean: str, corrupted: str, model: str = BUNDLED_NAME) -> dict:
+    """{"answer_clean", "answer_corrupted", "resid": (L, T), "heads": (L, H)}: the logit difference
+    restored by patching clean activations into the corrupted run, 0 (none) … 1 (the clean run's)."""
+    try:
+        loaded = MODELS.get(model)
+        clean_ids = encode_prompt(clean, loaded.config.block_size, what="the clean prompt").ids
+        corrupted_ids = encode_prompt(corrupted, loaded.config.block_size, what="the corrupted prompt").ids
+        resid_view, _, _ = lab_views.patch_views(loaded, clean_ids, corrupted_ids)
+        return {key: resid_view.data[key] for key in ("answer_clean", "answer_corrupted", "resid", "heads")}
+    except UserInputError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+# ---- layout -----------------------------------------------------------------------------------------
+
+
+def _empty(message: str, height: int = 260):
+    return PlotData(type="plotly", plot=plots.figure_json(plots.placeholder(message, height)))
+
+
+with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
+    gr.Markdown(
+        "**GPT-2 Attention Explorer** · type a prompt and **Generate**, click a token to see what it attended "
+        "to, click a head in *All heads* to open it, and ask what heads *do* in the *Lab*.",
+        elem_id="intro",
+    )
+    session_state = gr.State(EMPTY_SESSION, time_to_live=SESSION_TTL_S)
+    query_state = gr.State(None, time_to_live=SESSION_TTL_S)
+    ablation_state = gr.State(None, time_to_live=SESSION_TTL_S)
+    bridge = gr.Textbox(visible="hidden", elem_id="click-bridge", label="click")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=340):
+            model_box = gr.Dropdown(MODELS.choices(), value=BUNDLED_NAME, label="Model", elem_id="model")
+            prompt = gr.Textbox(
+                label="Prompt (Ctrl/Cmd+Enter generates)", lines=3, max_lines=8, max_length=MAX_PROMPT_CHARS, elem_id="prompt"
+            )
+            with gr.Row():
+                generate_btn = gr.Button("Generate", variant="primary", scale=3, min_width=100, elem_id="generate")
+                stop_btn = gr.Button("Stop", variant="secondary", interactive=False, scale=1, min_width=70, elem_id="stop")
+            status_box = gr.Textbox(show_label=False, placeholder="Status", interactive=False, lines=1, max_lines=8, elem_id="status")
+            chips = gr.HighlightedText(
+                label="Tokens: click one to make it the query",
+                color_map=views.CHIP_COLORS,
+                show_legend=True,
+                combine_adjacent=False,
+                elem_id="chips",
+            )
+            colour_by_loss = gr.Checkbox(label="Colour tokens by their loss (darker = more surprising)", value=False, elem_id="loss-toggle")
+            gr.Examples(EXAMPLES, inputs=prompt, label="Examples (the first repeats a sequence: watch the induction heads)")
+            with gr.Accordion("Sampling", open=False):
+                max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=40, step=1, label="Max new tokens", elem_id="max-new-tokens")
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = greedy)")
+                top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k (0 = off)")
+                top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p (1 = off)")
+                seed = gr.Number(value=0, precision=0, label="Seed")
+                fast_decode = gr.Checkbox(value=True, label="Fast decoding (int8 weights for GPT-2-sized models; maps stay float32)")
+            with gr.Accordion("Plain text (as the model sees it)", open=False):
+                output = gr.Textbox(show_label=False, lines=4, max_lines=12, interactive=False, elem_id="output")
+        with gr.Column(scale=5, min_width=340):
+            with gr.Tabs(elem_id="tabs"):
+                with gr.Tab("Attention", elem_id="tab-attention"):
+                    with gr.Row(elem_id="controls"):
+                        head_box = gr.Dropdown(choices=[], label="Head", scale=3, min_width=260, elem_id="head")
+                        options_box = gr.CheckboxGroup(
+                            [MEAN_OPTION, SINK_OPTION, LOG_OPTION], value=[], label="Show", scale=2, min_width=260, elem_id="options"
+                        )
+                    run_box = gr.Radio([CLEAN, ABLATED], value=CLEAN, label="Run", visible=False, elem_id="run")
+                    with gr.Row(equal_height=False):
+                        with gr.Column(scale=3, min_width=300):
+                            heatmap = gr.Plot(_empty("Generate some text: each head's attention appears here.", 420), label="Attention", elem_id="heatmap")
+                        with gr.Column(scale=2, min_width=260):
+                            attn_chips = gr.HighlightedText(
+                                label="What the query attends to", combine_adjacent=False, show_inline_category=False, elem_id="attn-chips"
+                            )
+                            next_tokens = gr.Plot(_empty("The next-token probabilities at the query.", 200), label="Next token", elem_id="next-tokens")
+                with gr.Tab("All heads", elem_id="tab-heads"):
+                    score_name = gr.Radio(list(SCORE_NAMES), value="previous-token", label="Head score (click a head to open it)")
+                    with gr.Row(equal_height=False):
+                        with gr.Column(scale=3, min_width=300):
+                            grid = gr.Plot(_empty("Every head at a glance, after you generate."), label="Every head at a glance: layers down, heads across", elem_id="grid")
+                        with gr.Column(scale=2, min_width=260):
+                            scores_plot = gr.Plot(_empty("Head scores, after you generate."), label="Head scores", elem_id="scores")
+                with gr.Tab("Lab", elem_id="tab-lab"):
+                    lab_status = gr.Textbox(label="Lab", interactive=False, lines=1, max_lines=6, elem_id="lab-status")
+                    with gr.Tabs():
+                        with gr.Tab("Tutorial"):
+                            gr.Markdown(TUTORIAL)
+                            with gr.Row():
+                                load_example = gr.Button("1. Load the example", min_width=120)
+                                step_layer1 = gr.Button("Ablate layer 1", min_width=120)
+                                step_prev = gr.Button("Ablate L0 H0", min_width=120)
+                                step_control = gr.Button("Ablate L4 H2", min_width=120)
+                        with gr.Tab("Loss & lens", elem_id="lab-loss-tab"):
+                            loss_btn = gr.Button("Show the loss and the logit lens", elem_id="lab-loss-btn")
+                            lab_loss = gr.Plot(_empty("Each token's loss given the ones before it."), label="Per-token loss", elem_id="lab-loss")
+                            lab_lens = gr.Plot(_empty("The top token read from the residual stream after each layer."), label="Logit lens", elem_id="lab-lens")
+                        with gr.Tab("Attribution", elem_id="lab-attr-tab"):
+                            with gr.Row():
+                                lab_position = gr.Number(value=-1, precision=0, label="Position (-1 = last)", min_width=120)
+                                lab_target = gr.Textbox(label="Target token (empty = the actual next one, or the top prediction at the end)", min_width=200)
+                            attr_btn = gr.Button("Attribute and sweep", elem_id="lab-attr-btn")
+                            with gr.Row(equal_height=False):
+                                lab_direct = gr.Plot(_empty("Each head's direct share of the target's logit."), label="Direct attribution", elem_id="lab-direct", min_width=260)
+                                lab_sweep = gr.Plot(_empty("Each head alone ablated: the change in log p."), label="Ablation sweep", elem_id="lab-sweep", min_width=260)
+                            with gr.Row(equal_height=False):
+                                lab_rest = gr.Plot(_empty("MLPs, embeddings and biases.", 200), label="The rest", elem_id="lab-rest", min_width=260)
+                                lab_rank = gr.Plot(_empty("The target's rank, layer by layer.", 200), label="Rank in the logit lens", elem_id="lab-rank", min_width=260)
+                        with gr.Tab("Ablation", elem_id="lab-ablate-tab"):
+                            with gr.Row():
+                                lab_heads_box = gr.Textbox(label="Heads (L0H0, L1H2, or L1 for a layer; click heads in the lab's maps)", value="L1", scale=3, elem_id="lab-heads")
+                                lab_mode = gr.Radio(["zero", "mean"], value="zero", label="Ablation", scale=1, min_width=140)
+                            ablate_btn = gr.Button("Ablate", variant="primary", elem_id="lab-ablate-btn")
+                            lab_ablate_loss = gr.Plot(_empty("Per-token loss, clean and ablated."), label="Loss before and after", elem_id="lab-ablate-loss")
+                            lab_ablate_bars = gr.Plot(_empty("Next-token probabilities, clean and ablated.", 220), label="Next token before and after", elem_id="lab-ablate-bars")
+                        with gr.Tab("Patching", elem_id="lab-patch-tab"):
+                            patch_clean = gr.Textbox(label="Clean prompt", value=PATCH_EXAMPLE[0], lines=2)
+                            patch_corrupted = gr.Textbox(label="Corrupted prompt (the same number of tokens)", value=PATCH_EXAMPLE[1], lines=2)
+                            patch_btn = gr.Button("Patch clean into corrupted", variant="primary", elem_id="lab-patch-btn")
+                            lab_patch_resid = gr.Plot(_empty("The residual stream patched per layer and position."), label="Residual stream", elem_id="lab-patch-resid")
+                            lab_patch_heads = gr.Plot(_empty("Each head's output patched."), label="Heads", elem_id="lab-patch-heads")
+                    lab_export_btn = gr.Button("Export the lab's numbers (.json, .csv) and figures (.html)", elem_id="lab-export")
+                    lab_exports = gr.File(label="Lab downloads", file_count="multiple", interactive=False, visible=False, elem_id="lab-exports")
+                with gr.Tab("Export", elem_id="tab-export"):
+                    gr.Markdown("Every layer's and head's attention of the current text (.npz, float16, with the tokens and head scores), and the current heatmap as a page that opens offline.")
+                    export_btn = gr.Button("Export attention (.npz) and heatmap (.html)", elem_id="export")
+                    exports = gr.File(label="Downloads", file_count="multiple", interactive=False, visible=False, elem_id="exports")
+
+    view_inputs = [session_state, head_box, options_box, score_name, query_state, run_box, ablation_state]
+    attention_outputs = [heatmap, attn_chips, next_tokens, chips]
+    view_outputs = [head_box, query_state, *attention_outputs, grid, scores_plot, status_box]
+    private = dict(api_visibility="private")
+
+    generation = generate_btn.click(lambda: (None, None, gr.update(visible=False, value=CLEAN)), outputs=[query_state, ablation_state, run_box], **private).then(
+        run_generation,
+        inputs=[prompt, model_box, max_new_tokens, temperature, top_k, top_p, seed, fast_decode],
+        outputs=[output, chips, session_state, status_box, generate_btn, stop_btn],
+        **private,
+    )
+    generation.then(refresh_views, view_inputs, view_outputs, **private)
+    stop_btn.click(stopped, [session_state], [status_box, generate_btn, stop_btn], cancels=[generation], **private).then(
+        refresh_views, view_inputs, view_outputs, **private
+    )
+    model_box.input(switch_model, [model_box, session_state], [model_box, status_box], **private)
+    gr.on([head_box.input, options_box.input, score_name.input, run_box.input], update_head, view_inputs, [*attention_outputs, grid, scores_plot, status_box], **private)
+    chips.select(select_query, [session_state, head_box, options_box, run_box, ablation_state], [query_state, status_box, *attention_outputs], **private)
+    bridge.change(
+        bridge_click,
+        [bridge, session_state, head_box, options_box, score_name, query_state, run_box, ablation_state, lab_heads_box],
+        [head_box, options_box, query_state, status_box, *attention_outputs, grid, scores_plot, lab_heads_box],
+        **private,
+    )
+    colour_by_loss.input(loss_chips, [session_state, colour_by_loss, query_state], [chips, status_box], **private)
+
+    heavy = dict(concurrency_id="lab", concurrency_limit=2, **private)
+    loss_btn.click(lab_loss_and_lens, [session_state], [lab_loss, lab_lens, lab_status], **heavy)
+    attr_btn.click(lab_attribute, [session_state, lab_position, lab_target], [lab_direct, lab_rest, lab_sweep, lab_rank, lab_status], **heavy)
+    ablate_inputs = [session_state, lab_heads_box, lab_mode, lab_position, lab_target]
+    ablate_outputs = [ablation_state, lab_ablate_loss, lab_ablate_bars, lab_status, run_box]
+    ablate_btn.click(lab_ablate, ablate_inputs, ablate_outputs, **heavy)
+    for button, heads_text in ((step_layer1, "L1"), (step_prev, "L0H0"), (step_control, "L4H2")):
+        button.click(lambda text=heads_text: tutorial_step(text), outputs=[lab_heads_box, lab_mode], **private).then(lab_ablate, ablate_inputs, ablate_outputs, **heavy)
+    load_example.click(lambda: REPEATED_EXAMPLE, outputs=prompt, **private).then(lambda: None, js="() => document.querySelector('#generate').click()", **private)
+    patch_btn.click(lab_patch, [patch_clean, patch_corrupted, session_state], [lab_patch_resid, lab_patch_heads, lab_status], **heavy)
+    export_btn.click(export_attention, [session_state, head_box, options_box, query_state], [exports, status_box], **private)
+    lab_export_btn.click(export_lab, [session_state, lab_position, lab_target], [lab_exports, lab_status], **heavy)
+
+    demo.load(lambda: gr.update(choices=MODELS.choices()), outputs=model_box, **private)  # with --model checkpoints
+
+    gr.api(api_generate, api_name="generate")
+    gr.api(api_attention, api_name="attention")
+    gr.api(api_loss, api_name="loss")
+    gr.api(api_logit_lens, api_name="logit_lens")
+    gr.api(api_head_effects, api_name="head_effects")
+    gr.api(api_ablate, api_name="ablate")
+    gr.api(api_patch, api_name="patch")
+
+demo.queue(default_concurrency_limit=4, max_size=64)
+
+THEME = gr.themes.Soft(font=FONTS, font_mono=MONO_FONTS)
+
+
+def launch(**kwargs):
+    """Serve the app (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override the address, as on Spaces)."""
+    MODELS.get(BUNDLED_NAME)  # load before the first request
+    return demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        allowed_paths=[str(EXPORT_DIR)],
+        theme=THEME,
+        css=CSS,
+        js=JS,
+        **kwargs,
+    )
