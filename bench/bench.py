@@ -125,77 +125,110 @@ def row_floor(size) -> dict:
 
 
 def row_analysis(size, length: int) -> dict:
-    """The app's capture pass (`analysis.capture_maps`: every head's map, bf16 matmuls where the
-    hardware has bf16 units) and the same in float32, vs the reference's eager attention with
-    output_attentions; plus the whole `explorer.analyze` (the capture, head scores and roles)."""
-    from gpt2 import explorer
-    from gpt2.analysis import capture_maps
-    from gpt2.precision import fast_bf16
+    """The analysis pass (`gpt2.analysis.analyze`: the residual stream, every head's scores and
+    thumbnails; no map kept) vs the reference's eager forward with output_attentions; the bytes it
+    keeps; and a head switch: one head's map recomputed from the cache and drawn."""
+    from gpt2.analysis import analyze
+    from gpt2.explorer.cache import Entry
 
     ours, reference = build_pair(size)
     reference.config._attn_implementation = "eager"
     idx = torch.randint(0, 50257, (1, length))
     ids = idx[0].tolist()
-    bf16 = fast_bf16(torch.device("cpu"))
     with torch.inference_mode():
-        t_ours, t_f32, t_ref, t_analyze = median_times(
-            [
-                lambda: capture_maps(ours, ids, bf16=bf16),
-                lambda: capture_maps(ours, ids, bf16=False),
-                lambda: reference(idx, output_attentions=True),
-                lambda: explorer.analyze(ours, ids, bf16=bf16),
-            ],
-            size["reps"],
-        )
-    fast_maps, exact_maps = capture_maps(ours, ids, bf16)[0], capture_maps(ours, ids, False)[0]
-    drift = (fast_maps - exact_maps).abs().max().item()
+        t_ours, t_ref = median_times([lambda: analyze(ours, ids), lambda: reference(idx, output_attentions=True)], size["reps"])
+    entry = Entry(analyze(ours, ids), [str(i) for i in ids])
     return {
         "T": length,
-        "bf16": bf16,
         "ours_s": t_ours,
-        "ours_float32_s": t_f32,
-        "analyze_s": t_analyze,
         "reference_s": t_ref,
-        "ratio": t_ref / t_ours,
-        "max_map_diff_vs_float32": float(drift),
+        "ratio": t_ours / t_ref,
+        "switch_s": median_time(_switches(ours, entry), size["reps"]),
+        "kept_MiB": entry.analysis.nbytes / 2**20,
     }
+
+
+def _switches(model, entry):
+    """A function that shows, each call, a head not shown before (recomputed, not cached), as the
+    app sends it: the figure's JSON."""
+    from gpt2.explorer import views
+    from gpt2.plots import figure_json
+
+    config = model.config
+    heads = iter([(layer, head) for layer in range(config.num_layers) for head in range(config.num_heads)] * 16)
+
+    def switch():
+        views.MAPS.__init__()  # forget the maps shown so far
+        layer, head = next(heads)
+        return figure_json(views.heatmap_view(model, entry, layer, head)[0])
+
+    return switch
+
+
+def _bundled_or_random(size, bundled: bool):
+    from gpt2 import GPT2
+
+    if bundled:
+        return GPT2.from_pretrained("shakespeare")
+    torch.manual_seed(0)
+    return GPT2(50257, size["embed_dim"], size["num_heads"], size["num_layers"], size["block_size"]).eval()
 
 
 def row_app(size, bundled: bool) -> dict:
-    from gpt2 import GPT2, explorer
-    from gpt2.plots import figure_bytes
+    """What a visitor waits for at 256 tokens: the first streamed token, the analysis pass, a head
+    switch, and the grid with the score map."""
+    from gpt2.explorer import views
+    from gpt2.explorer.cache import AnalysisCache
+    from gpt2.explorer.inputs import sampling_settings
+    from gpt2.generate import stream_tokens
+    from gpt2.plots import figure_bytes, figure_json
 
-    if bundled:
-        model = GPT2.from_pretrained(explorer.BUNDLED_DIR)
-    else:
-        torch.manual_seed(0)
-        model = GPT2(50257, size["embed_dim"], size["num_heads"], size["num_layers"], size["block_size"]).eval()
+    model = _bundled_or_random(size, bundled)
     prompt_ids = list(range(1000, 1000 + size["prompt"]))
-    settings = explorer.check_settings(8, 0, 0, 1.0, 0)
-
-    def first_token():
-        next(explorer.stream_generation(model, prompt_ids, settings))
-
-    t_first = median_time(first_token, size["reps"])
+    settings = sampling_settings(8, 0, 0, 1.0, 0)
     ids = list(range(2000, 2000 + min(256, model.config.block_size)))
-    start = time.perf_counter()
-    analysis = explorer.analyze(model, ids)
-    t_analysis = time.perf_counter() - start
-    start = time.perf_counter()
-    heatmap, _ = explorer.heatmap_view(analysis, 0, 0)
-    t_heatmap = time.perf_counter() - start
-    start = time.perf_counter()
-    grid, scores = explorer.grid_view(analysis, "induction", (0, 0))
-    t_grid = time.perf_counter() - start
+    entry = AnalysisCache().get("m", model, ids)
+    heatmap = views.heatmap_view(model, entry, 0, 0)[0]
+    grid, scores = views.grid_view(entry, (0, 0)), views.score_view(entry, "induction", (0, 0))
     return {
         "model": "bundled" if bundled else "random GPT-2 shape",
-        "first_token_s": t_first,
-        "analysis_s": t_analysis,
-        "heatmap_s": t_heatmap,
+        "T": len(ids),
+        "first_token_s": median_time(lambda: next(stream_tokens(model, prompt_ids, settings)), size["reps"]),
+        "analysis_s": median_time(lambda: AnalysisCache().get("m", model, ids), size["reps"]),
+        "switch_s": median_time(_switches(model, entry), size["reps"]),
         "heatmap_bytes": figure_bytes(heatmap),
-        "grid_s": t_grid,
+        "grid_s": median_time(lambda: (figure_json(views.grid_view(entry, (0, 0))), figure_json(views.score_view(entry, "induction", (0, 0)))), size["reps"]),
         "grid_bytes": figure_bytes(grid) + figure_bytes(scores),
     }
+
+
+def row_lab(size, bundled: bool) -> dict:
+    """The causal tools on one text (256 tokens on the bundled model, 128 on GPT-2 small's shape):
+    per-token loss, the logit lens, one ablation with every map recomputed, direct attribution, the
+    one-head-at-a-time sweep, and activation patching of a text with one token changed a quarter in."""
+    from gpt2 import lab
+    from gpt2.analysis import analyze
+
+    model = _bundled_or_random(size, bundled)
+    T = (256 if bundled else 128) if size is SIZES["full"] else 32
+    ids = torch.randint(1000, 5000, (T,), generator=torch.Generator().manual_seed(0)).tolist()
+    corrupted = ids.copy()
+    corrupted[T // 4] += 1
+    analysis = analyze(model, ids)
+    ablation = lab.Ablation(((1, 0), (1, 1)), "zero")
+    reps = max(1, size["reps"] // 2)
+    tools = {
+        "loss_s": lambda: lab.token_losses(model, analysis),
+        "logit_lens_s": lambda: lab.logit_lens(model, analysis),
+        "ablation_s": lambda: lab.ablated_analysis(model, ids, ablation),
+        "attribution_s": lambda: lab.direct_attribution(model, ids, T - 1, ids[0]),
+        "sweep_s": lambda: lab.ablation_sweep(model, analysis, T - 1, ids[0]),
+        "patching_s": lambda: lab.patch(model, ids, corrupted, answers=(ids[0], ids[1])),
+    }
+    out = {"model": "bundled" if bundled else "random GPT-2 shape", "T": T}
+    for name, fn in tools.items():
+        out[name] = median_time(fn, 1 if name == "patching_s" else reps)
+    return out
 
 
 def run_row(name: str, size_name: str, *args) -> dict:
@@ -212,7 +245,42 @@ def run_row(name: str, size_name: str, *args) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-ROWS = {"decode": row_decode, "floor": row_floor, "analysis": row_analysis, "app": row_app}
+ROWS = {"decode": row_decode, "floor": row_floor, "analysis": row_analysis, "app": row_app, "lab": row_lab}
+
+
+def report(results: dict, size: dict) -> None:
+    rows = results["rows"]
+    floor = rows["floor"]["floor_tok_s"]
+    print(f"{results['size']} sizes, {results['threads']} threads, torch {results['torch']}")
+    print(f"{'row':28s} {'ours':>14s} {'reference':>14s} {'ratio':>7s} {'peak RSS':>10s}")
+    for name in ("decode float32", "decode bfloat16", "decode int8 weights"):
+        r = rows[name]
+        print(f"{name:28s} {r['ours_tok_s']:10.1f} tok/s {r['reference_tok_s']:10.1f} tok/s {r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB")
+    f32 = rows["decode float32"]["ours_tok_s"]
+    print(f"{'floor (matvec per weight)':28s} {floor:10.1f} tok/s {'':>14s} {'':>7s} {rows['floor']['peak_rss_MB']:8.0f} MB")
+    print(
+        f"  our float32 decode is {f32 / floor:.0%} of the floor; bf16 is {rows['decode bfloat16']['ours_tok_s'] / f32:.2f}x"
+        f" and int8 weights {rows['decode int8 weights']['ours_tok_s'] / f32:.2f}x our float32;"
+        f" memory read bandwidth {rows['floor']['read_GB_s']:.1f} GB/s"
+    )
+    for length in size["lengths"]:
+        r = rows[f"analysis T={length}"]
+        print(
+            f"{'analysis T=' + str(length):28s} {r['ours_s'] * 1000:11.1f} ms {r['reference_s'] * 1000:11.1f} ms "
+            f"{r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB"
+        )
+        print(f"  keeps {r['kept_MiB']:.1f} MiB; a head switch (recomputed from the cache, drawn) {r['switch_s'] * 1000:.1f} ms")
+    for name in ("app (bundled)", "app (GPT-2 shape)"):
+        r = rows[name]
+        print(
+            f"{name:28s} T={r['T']}: first token {r['first_token_s'] * 1000:.0f} ms; analysis {r['analysis_s'] * 1000:.1f} ms; "
+            f"switch {r['switch_s'] * 1000:.1f} ms (heatmap {r['heatmap_bytes'] / 1e3:.0f} kB); "
+            f"grid+scores {r['grid_s'] * 1000:.0f} ms ({r['grid_bytes'] / 1e3:.0f} kB)"
+        )
+    for name in ("lab (bundled)", "lab (GPT-2 shape)"):
+        r = rows[name]
+        parts = ", ".join(f"{key[:-2].replace('_', ' ')} {r[key] * 1000:.0f} ms" for key in r if key.endswith("_s"))
+        print(f"{name:28s} T={r['T']}: {parts}")
 
 
 def main(argv=None) -> dict:
@@ -230,41 +298,10 @@ def main(argv=None) -> dict:
     rows["floor"] = run_row("floor", size_name)
     for length in size["lengths"]:
         rows[f"analysis T={length}"] = run_row("analysis", size_name, length)
-    rows["app (bundled)"] = run_row("app", size_name, True)
-    rows["app (GPT-2 shape)"] = run_row("app", size_name, False)
-
-    floor = rows["floor"]["floor_tok_s"]
-    print(f"{size_name} sizes, {results['threads']} threads, torch {results['torch']}")
-    print(f"{'row':28s} {'ours':>14s} {'reference':>14s} {'ratio':>7s} {'peak RSS':>10s}")
-    for name in ("decode float32", "decode bfloat16", "decode int8 weights"):
-        r = rows[name]
-        print(
-            f"{name:28s} {r['ours_tok_s']:10.1f} tok/s {r['reference_tok_s']:10.1f} tok/s {r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB"
-        )
-    f32 = rows["decode float32"]["ours_tok_s"]
-    print(
-        f"{'floor (matvec per weight)':28s} {floor:10.1f} tok/s {'':>14s} {'':>7s} {rows['floor']['peak_rss_MB']:8.0f} MB"
-    )
-    print(
-        f"  our float32 decode is {f32 / floor:.0%} of the floor; bf16 is {rows['decode bfloat16']['ours_tok_s'] / f32:.2f}x"
-        f" and int8 weights {rows['decode int8 weights']['ours_tok_s'] / f32:.2f}x our float32;"
-        f" memory read bandwidth {rows['floor']['read_GB_s']:.1f} GB/s"
-    )
-    for length in size["lengths"]:
-        r = rows[f"analysis T={length}"]
-        print(
-            f"{'analysis T=' + str(length):28s} {r['ours_s'] * 1000:11.1f} ms {r['reference_s'] * 1000:11.1f} ms {r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB"
-        )
-        print(
-            f"  {'bf16 matmuls' if r['bf16'] else 'float32 (no bf16 units)'}; float32 capture {r['ours_float32_s'] * 1000:.1f} ms;"
-            f" largest map difference from float32 {r['max_map_diff_vs_float32']:.1e}; with scores and roles {r['analyze_s'] * 1000:.1f} ms"
-        )
-    for name in ("app (bundled)", "app (GPT-2 shape)"):
-        r = rows[name]
-        print(
-            f"{name:28s} first token {r['first_token_s'] * 1000:.0f} ms; analysis {r['analysis_s'] * 1000:.0f} ms; heatmap {r['heatmap_s'] * 1000:.0f} ms"
-            f" ({r['heatmap_bytes'] / 1e3:.0f} kB); grid+scores {r['grid_s'] * 1000:.0f} ms ({r['grid_bytes'] / 1e3:.0f} kB); peak RSS {r['peak_rss_MB']:.0f} MB"
-        )
+    for kind in ("app", "lab"):
+        rows[f"{kind} (bundled)"] = run_row(kind, size_name, True)
+        rows[f"{kind} (GPT-2 shape)"] = run_row(kind, size_name, False)
+    report(results, size)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -54,7 +54,7 @@ def _on_model(model, x: torch.Tensor) -> torch.Tensor:
     return x.to(weight.device, weight.dtype)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def analyze(model, ids, fwd_hooks: dict | None = None) -> Analysis:
     """One pass over `ids` (a list or 1-D tensor of token ids, at most the block size). `fwd_hooks`,
     `{hook name: fn}`, intervene in the pass (see `gpt2.lab`): everything kept is then the changed
@@ -96,7 +96,7 @@ def analyze(model, ids, fwd_hooks: dict | None = None) -> Analysis:
     return Analysis(idx[0].tolist(), resid, scores, head_roles(scores), thumbnails)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def layer_maps(model, analysis: Analysis, layer: int, heads: slice = slice(None)) -> torch.Tensor:
     """The attention (n, T, T) of the `heads` (all by default) of `layer`, recomputed from the
     cached residual stream entering it."""
@@ -105,7 +105,7 @@ def layer_maps(model, analysis: Analysis, layer: int, heads: slice = slice(None)
     return block.attn.attention_pattern(block.ln_1(x), heads)[0].float().cpu()
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def final_hidden(model, analysis: Analysis, positions=slice(None)) -> torch.Tensor:
     """The final LayerNorm's output at `positions` ((n, C), or (C,) for one position): what the LM
     head reads."""

@@ -50,7 +50,7 @@ def _logits_rows(model, hidden: torch.Tensor):
 # ---- per-token loss ------------------------------------------------------------------------------
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def token_losses(model, analysis: Analysis) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss (T - 1,), entropy (T,)): loss[i] = -log p(token i + 1 | tokens 0..i); entropy[i] of the
     prediction made at position i, in nats."""
@@ -74,7 +74,7 @@ class LogitLens:
     top_probs: torch.Tensor  # (L + 1, T, k)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def logit_lens(model, analysis: Analysis, k: int = 5) -> LogitLens:
     """The top `k` tokens and their probabilities read from the residual stream at every layer and
     position, through the final LayerNorm (its mean and scale taken from that stream) and the
@@ -90,7 +90,7 @@ def logit_lens(model, analysis: Analysis, k: int = 5) -> LogitLens:
     return LogitLens(top_ids.view(shape), top_probs.view(shape))
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def lens_ranks(model, analysis: Analysis, position: int, target: int) -> torch.Tensor:
     """(L + 1,) rank of `target` (0 = the top token) at `position`, at every layer of the logit lens."""
     hidden = model.ln_f(analysis.resid[:, position].to(_weight(model)))  # (L + 1, C)
@@ -119,7 +119,7 @@ class Attribution:
         return float(self.heads.sum() + self.mlps.sum() + self.attn_biases.sum()) + self.embed + self.constant
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def direct_attribution(model, ids, position: int, target: int) -> Attribution:
     """Each component's direct share of the target's logit at `position`: its output, centred, divided
     by the final LayerNorm's scale frozen from this run, dotted with the target's unembedding scaled
@@ -213,7 +213,7 @@ class Ablation:
         return min(layer for layer, _ in self.heads)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def mean_z(model, ids, layers) -> dict[int, torch.Tensor]:
     """Each head's output (hook_z) averaged over this text's positions in a clean run, (H, D) by layer."""
     cache, store = cache_hooks(model, [f"blocks.{layer}.attn.hook_z" for layer in layers])
@@ -246,7 +246,7 @@ def ablated_analysis(model, ids, ablation: Ablation) -> Analysis:
     return analyze(model, ids, fwd_hooks=ablation_hooks(model, ids, ablation))
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def ablation_sweep(model, analysis: Analysis, position: int, target: int, progress: Progress = None) -> torch.Tensor:
     """(L, H): log p(target) at `position` with that head alone mean-ablated, minus the clean run's.
     The heads of one layer run as one batch, from the cached stream entering that layer; only
@@ -345,7 +345,7 @@ def _batches(items: list, size: int = PATCH_BATCH):
         yield items[start : start + size]
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def patch(model, clean_ids, corrupted_ids, answers: tuple[int, int] | None = None, progress: Progress = None) -> Patching:
     """Activation patching from `clean_ids` into `corrupted_ids` (the same number of tokens), scored
     by the logit difference between the two answers at the last position (default: each prompt's

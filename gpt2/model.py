@@ -109,17 +109,22 @@ class CausalSelfAttention(nn.Module):
         """Queries, keys, values, each (B, T, n, D), of the `heads` (all by default). With `float32`,
         in float32 also under autocast: attention probabilities that people read move by several
         hundredths when sharp heads see bf16 keys."""
-        weight, bias = self.c_attn.weight, self.c_attn.bias
         first, stop, _ = heads.indices(self.num_heads)
+        project = self.c_attn
         if (first, stop) != (0, self.num_heads):  # only these heads' rows of the fused projection
-            C, D = weight.size(1), self.head_dim
+            C, D = x.size(-1), self.head_dim
             rows = torch.cat([torch.arange(part * C + first * D, part * C + stop * D) for part in range(3)])
-            weight, bias = weight[rows.to(weight.device)], bias[rows.to(weight.device)]
+            rows = rows.to(x.device)
+            weight, bias = self.c_attn.weight[rows], self.c_attn.bias[rows]
+
+            def project(inputs):
+                return F.linear(inputs, weight.to(inputs.dtype), bias.to(inputs.dtype))
+
         if float32 and torch.is_autocast_enabled(x.device.type):
             with torch.autocast(x.device.type, enabled=False):
-                qkv = F.linear(x.float(), weight.float(), bias.float())
+                qkv = project(x.float())
         else:
-            qkv = F.linear(x, weight, bias)
+            qkv = project(x)
         B, T, _ = x.shape
         return qkv.view(B, T, 3, stop - first, self.head_dim).unbind(2)
 

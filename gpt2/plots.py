@@ -219,6 +219,10 @@ def layer_head_map(
     return fig
 
 
+def probability_text(p: float) -> str:
+    return f"{p:.3f}" if p >= 1e-3 else f"{p:.1e}"
+
+
 def probability_bars(tokens: list[str], probs: np.ndarray, compare: np.ndarray | None = None, names=("clean", "ablated")) -> go.Figure:
     """Top next-token probabilities as horizontal bars, most likely on top, each labelled with its
     value, on an axis that fits them; with `compare`, a second bar per token (e.g. after ablation)."""
@@ -232,7 +236,7 @@ def probability_bars(tokens: list[str], probs: np.ndarray, compare: np.ndarray |
             orientation="h",
             name=name,
             marker_color=color,
-            text=[f"{v:.3f}" for v in values],
+            text=[probability_text(v) for v in values],
             textposition="outside",
             cliponaxis=False,
             hovertemplate="%{y}: %{x:.4f}<extra>" + name + "</extra>",
@@ -243,7 +247,7 @@ def probability_bars(tokens: list[str], probs: np.ndarray, compare: np.ndarray |
         barmode="group",
         showlegend=compare is not None,
         legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),
-        xaxis=dict(title="probability", range=[0, max(top * 1.25, 1e-3)], showgrid=True),
+        xaxis=dict(title="probability", range=[0, top * 1.25 or 1.0], showgrid=True),
         yaxis=dict(autorange="reversed", type="category", automargin=True),
         height=max(240, 24 * len(tokens) * (2 if compare is not None else 1) + 70),
     )

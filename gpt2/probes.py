@@ -12,7 +12,7 @@ from .data import random_repeated_tokens, token_pool
 
 
 def _scores(model, ids) -> dict[str, torch.Tensor]:
-    return analyze(model, ids, bf16=False).scores
+    return analyze(model, ids).scores
 
 
 def induction_probe(model, pool, length: int = 50, seeds=(0, 1, 2, 3)) -> torch.Tensor:

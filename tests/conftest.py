@@ -1,5 +1,7 @@
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -46,24 +48,21 @@ def app_server(app_process):
     return app_process.url
 
 
-@pytest.fixture(scope="session")
-def app_process(tmp_path_factory):
-    """The real app, launched as `python app.py` on 127.0.0.1 in a subprocess: yields its url and pid."""
+@contextmanager
+def running_app(log_dir, *args: str, env: dict | None = None):
+    """`python app.py *args` on 127.0.0.1 in a subprocess: yields its url and pid."""
     import os
     import subprocess
     import time
     import urllib.request
-    from types import SimpleNamespace
 
     port = free_port()
-    env = dict(
-        os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False"
-    )
-    log_path = tmp_path_factory.mktemp("app") / "server.log"
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False") | (env or {})
+    log_path = log_dir / "server.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     while True:
         try:
             urllib.request.urlopen(url, timeout=2)
@@ -73,9 +72,18 @@ def app_process(tmp_path_factory):
                 proc.kill()
                 raise RuntimeError(f"the app did not start:\n{log_path.read_text()[-3000:]}") from None
             time.sleep(0.5)
-    yield SimpleNamespace(url=url, pid=proc.pid)
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield SimpleNamespace(url=url, pid=proc.pid, log=log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_process(tmp_path_factory):
+    """The real app with its bundled model."""
+    with running_app(tmp_path_factory.mktemp("app")) as app:
+        yield app

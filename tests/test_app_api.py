@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from gpt2 import explorer as ex
+from gpt2 import GPT2
+from gpt2.explorer.models import BUNDLED_NAME
 from gpt2.tokenizer import get_tokenizer
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -17,15 +18,15 @@ def client(app_server):
 
 def test_api_lists_the_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/generate", "/attention"} <= set(endpoints)
+    assert {"/generate", "/attention", "/loss", "/logit_lens", "/head_effects", "/ablate", "/patch"} <= set(endpoints)
     names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
     assert names == ["prompt", "model", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "fast_decode"]
 
 
 def test_greedy_generation_through_the_api_equals_the_library(client):
     prompt = "ROMEO:\nWhat light is this"
-    text = client.predict(prompt, ex.BUNDLED_NAME, 24, 0.0, 0, 1.0, 0, api_name="/generate")
-    model = ex.ModelStore().get(ex.BUNDLED_NAME)
+    text = client.predict(prompt, BUNDLED_NAME, 24, 0.0, 0, 1.0, 0, api_name="/generate")
+    model = GPT2.from_pretrained("shakespeare")
     tok = get_tokenizer()
     ids = tok.encode(prompt)
     expected = model.generate(torch.tensor([ids]), 24, temperature=0)[0, len(ids) :].tolist()
@@ -33,14 +34,14 @@ def test_greedy_generation_through_the_api_equals_the_library(client):
 
 
 def test_seeded_sampling_is_repeatable_through_the_api(client):
-    a = client.predict("The king", ex.BUNDLED_NAME, 12, 1.0, 40, 0.9, 123, api_name="/generate")
-    b = client.predict("The king", ex.BUNDLED_NAME, 12, 1.0, 40, 0.9, 123, api_name="/generate")
+    a = client.predict("The king", BUNDLED_NAME, 12, 1.0, 40, 0.9, 123, api_name="/generate")
+    b = client.predict("The king", BUNDLED_NAME, 12, 1.0, 40, 0.9, 123, api_name="/generate")
     assert a == b and a.startswith("The king")
 
 
 def test_attention_endpoint(client):
     prompt = "one two three one two three <b>x</b>"
-    out = client.predict(prompt, ex.BUNDLED_NAME, 1, 2, api_name="/attention")
+    out = client.predict(prompt, BUNDLED_NAME, 1, 2, api_name="/attention")
     tokens, attention = out["tokens"], out["attention"]
     assert "".join(tokens) == prompt
     assert len(attention) == len(tokens) and all(len(row) == len(tokens) for row in attention)
@@ -51,12 +52,12 @@ def test_attention_endpoint(client):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("", ex.BUNDLED_NAME, 10, 1.0, 0, 1.0, 0), "empty"),
+        (("", BUNDLED_NAME, 10, 1.0, 0, 1.0, 0), "empty"),
         (("hi", "gpt-5", 10, 1.0, 0, 1.0, 0), "unknown model"),
-        (("hi", ex.BUNDLED_NAME, 0, 1.0, 0, 1.0, 0), "max_new_tokens"),
-        (("hi", ex.BUNDLED_NAME, 10, -1.0, 0, 1.0, 0), "temperature"),
-        (("hi", ex.BUNDLED_NAME, 10, 1.0, 0, 2.0, 0), "top_p"),
-        (("hi", ex.BUNDLED_NAME, 10, 1.0, 0, 1.0, 0, "yes"), "fast_decode"),
+        (("hi", BUNDLED_NAME, 0, 1.0, 0, 1.0, 0), "max_new_tokens"),
+        (("hi", BUNDLED_NAME, 10, -1.0, 0, 1.0, 0), "temperature"),
+        (("hi", BUNDLED_NAME, 10, 1.0, 0, 2.0, 0), "top_p"),
+        (("hi", BUNDLED_NAME, 10, 1.0, 0, 1.0, 0, "yes"), "fast_decode"),
     ],
 )
 def test_generate_errors_are_clear(client, args, message):
@@ -66,7 +67,52 @@ def test_generate_errors_are_clear(client, args, message):
 
 def test_attention_errors_are_clear_and_the_server_keeps_serving(client):
     with pytest.raises(Exception, match="layer"):
-        client.predict("hello", ex.BUNDLED_NAME, 99, 0, api_name="/attention")
+        client.predict("hello", BUNDLED_NAME, 99, 0, api_name="/attention")
     with pytest.raises(Exception, match="head"):
-        client.predict("hello", ex.BUNDLED_NAME, 0, -1, api_name="/attention")
-    assert client.predict("hello", ex.BUNDLED_NAME, 0, 0, api_name="/attention")["tokens"] == ["hello"]
+        client.predict("hello", BUNDLED_NAME, 0, -1, api_name="/attention")
+    assert client.predict("hello", BUNDLED_NAME, 0, 0, api_name="/attention")["tokens"] == ["hello"]
+
+
+REPEATED = "sword crown honey winter tongue lamb night castle bread river. sword crown honey winter tongue lamb night castle bread river."
+
+
+def test_loss_and_logit_lens_endpoints(client):
+    loss = client.predict(REPEATED, BUNDLED_NAME, api_name="/loss")
+    T = len(loss["tokens"])
+    assert "".join(loss["tokens"]) == REPEATED and len(loss["loss"]) == T - 1
+    assert sum(loss["loss"][T // 2 :]) / (T - 1 - T // 2) < 3 < sum(loss["loss"][1 : T // 2]) / (T // 2 - 1)
+    lens = client.predict(REPEATED, BUNDLED_NAME, api_name="/logit_lens")
+    assert lens["layers"] == ["embed", "L0", "L1", "L2", "L3", "L4", "L5"] and lens["tokens"] == loss["tokens"]
+    assert len(lens["top_token"]) == len(lens["top_prob"]) == 7 and all(len(row) == T for row in lens["top_prob"])
+
+
+def test_head_effects_ablate_and_patch_endpoints(client):
+    effects = client.predict(REPEATED, BUNDLED_NAME, 10 + 11, "", api_name="/head_effects")
+    assert effects["position"] == 21 and effects["target"] == " crown"
+    assert len(effects["direct"]) == len(effects["ablation"]) == 6 and len(effects["ablation"][1]) == 4
+    assert min(effects["ablation"][1]) < -1  # the induction heads carry the copy
+    ablated = client.predict(REPEATED, BUNDLED_NAME, "L1", "zero", api_name="/ablate")
+    assert len(ablated["loss_before"]) == len(ablated["loss_after"]) == len(ablated["tokens"]) - 1
+    assert sum(ablated["loss_after"][-10:]) - sum(ablated["loss_before"][-10:]) > 30
+    assert len(ablated["top_before"]) == 10 and isinstance(ablated["top_after"][0][1], float)
+    clean, corrupted = REPEATED[:-8] + " river", REPEATED[:-8] + " night"
+    patched = client.predict(clean, corrupted, BUNDLED_NAME, api_name="/patch")
+    assert len(patched["resid"]) == 6 and len(patched["resid"][0]) == len(get_tokenizer().encode(clean))
+    assert patched["answer_clean"] != patched["answer_corrupted"] and len(patched["heads"][0]) == 4
+
+
+@pytest.mark.parametrize(
+    "args, api, message",
+    [
+        (("a b", "a b c", BUNDLED_NAME), "/patch", "clean has 2, corrupted 3"),
+        ((REPEATED, BUNDLED_NAME, "L7", "zero"), "/ablate", "layer 7 does not exist"),
+        ((REPEATED, BUNDLED_NAME, "L0H9", "zero"), "/ablate", "head 9 does not exist"),
+        ((REPEATED, BUNDLED_NAME, "L1", "half"), "/ablate", "zero or mean"),
+        ((REPEATED, BUNDLED_NAME, -1, " two words"), "/head_effects", "is 2 tokens"),
+        ((REPEATED, BUNDLED_NAME, 500, ""), "/head_effects", "position must be between"),
+        (("", BUNDLED_NAME), "/loss", "empty"),
+    ],
+)
+def test_lab_errors_are_clear(client, args, api, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(*args, api_name=api)

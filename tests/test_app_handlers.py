@@ -1,88 +1,161 @@
-"""app.py's handlers called directly, without a server: streaming, model switching, query selection."""
+"""The app's handlers called directly, without a server: streaming, Stop, model switching, clicks on
+tokens and heads, the lab's buttons. Each handler returns its outputs by component."""
 
 import gradio as gr
+import pytest
 
-import app
-from gpt2 import explorer as ex
-
-
-def generate(prompt, max_new_tokens=6, session=None):
-    return list(
-        app.run_generation(prompt, ex.BUNDLED_NAME, max_new_tokens, 0, 0, 1.0, 0, True, session or app.EMPTY_SESSION)
-    )
+from gpt2.explorer import ui
+from gpt2.explorer.models import BUNDLED_NAME
+from gpt2.explorer.session import EMPTY_SESSION, Session
 
 
-def test_generation_streams_token_by_token(monkeypatch):
-    monkeypatch.setattr(app, "STREAM_INTERVAL_S", 0.0)
+def generate(prompt, max_new_tokens=6, temperature=0):
+    return list(ui.run_generation(prompt, BUNDLED_NAME, max_new_tokens, temperature, 0, 1.0, 0, True))
+
+
+def last_session(updates) -> Session:
+    return [u[ui.session_state] for u in updates if ui.session_state in u][-1]
+
+
+def views(session, head="0,0", options=(), score="induction", query=None, run=ui.CLEAN, ablation=None):
+    return ui.refresh_views(session, head, list(options), score, query, run, ablation)
+
+
+def test_generation_streams_token_by_token_and_frees_the_buttons(monkeypatch):
+    monkeypatch.setattr(ui, "STREAM_INTERVAL_S", 0.0)
     updates = generate("ROMEO:\n", 6)
-    texts = [u[0] for u in updates if isinstance(u[0], str)]
-    assert texts[0] == "ROMEO:\n" and len(texts) >= 7  # the prompt, then one update per new token
+    texts = [u[ui.output] for u in updates if ui.output in u]
+    assert texts[0] == "ROMEO:\n" and len(texts) == 7  # the prompt, then one update per new token
     assert all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
-    session, status = updates[-1][2], updates[-1][3]
-    assert len(session["ids"]) == session["prompt_len"] + 6 and status.startswith("Done: 6 new tokens")
+    assert updates[0][ui.stop_btn]["interactive"] is True and updates[0][ui.generate_btn]["interactive"] is False
+    final = updates[-1]
+    assert final[ui.status_box].startswith("Done: 6 new tokens")
+    assert final[ui.stop_btn]["interactive"] is False and final[ui.generate_btn]["interactive"] is True
+    session = last_session(updates)
+    assert len(session.ids) == session.prompt_len + 6 and session.generated == 6
 
 
 def test_fast_tokens_are_batched_into_fewer_redraws(monkeypatch):
-    monkeypatch.setattr(app, "STREAM_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(ui, "STREAM_INTERVAL_S", 3600.0)
     updates = generate("ROMEO:\n", 6)
-    texts = [u[0] for u in updates if isinstance(u[0], str)]
+    texts = [u[ui.output] for u in updates if ui.output in u]
     assert len(texts) == 3  # the prompt, the first token, and the complete text
-    assert len(updates[-1][2]["ids"]) == updates[-1][2]["prompt_len"] + 6
-    assert texts[-1] == generate("ROMEO:\n", 6)[-2][0]
+    assert last_session(updates).generated == 6
 
 
-def test_bad_input_gives_a_status_line_and_keeps_the_session():
-    session = {"model": ex.BUNDLED_NAME, "ids": [1, 2, 3], "prompt_len": 2}
-    (update,) = list(app.run_generation("   ", ex.BUNDLED_NAME, 5, 0, 0, 1.0, 0, True, session))
-    assert update[2] is session and update[3].startswith("⚠") and "empty" in update[3]
-    (update,) = list(app.run_generation("hi", ex.BUNDLED_NAME, 5, -2, 0, 1.0, 0, True, session))
-    assert "temperature" in update[3]
+def test_stop_reports_how_many_tokens_came():
+    session = Session(BUNDLED_NAME, (1, 2, 3, 4, 5), 2)
+    update = ui.stopped(session)
+    assert update[ui.status_box] == "Stopped after 3 new tokens."
+    assert update[ui.stop_btn]["interactive"] is False and update[ui.generate_btn]["interactive"] is True
+
+
+def test_bad_input_is_a_status_line_and_a_warning(monkeypatch):
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", warnings.append)
+    (update,) = generate("   ")
+    assert update[ui.status_box].startswith("⚠") and "empty" in update[ui.status_box] and ui.session_state not in update
+    (update,) = generate("hi", temperature=-2)
+    assert "temperature" in update[ui.status_box]
+    assert len(warnings) == 2 and "empty" in warnings[0]
+
+
+def test_a_long_prompt_is_cut_and_said_so():
+    updates = generate("word " * 400, 2)
+    assert updates[0][ui.output].startswith("✂ [") and "were cut" in updates[0][ui.status_box]
+    session = last_session(updates)
+    chips = updates[-2][ui.chips]
+    assert chips[0][0].startswith("✂") and len(chips) == 257  # the marker, then the model's 256 tokens
+    assert session.prompt_cut > 0 and len(session.window(256).ids) == 256
 
 
 def test_views_wait_for_text_and_then_render():
-    assert all(
-        isinstance(o, type(gr.skip()))
-        for o in app.refresh_views(app.EMPTY_SESSION, None, False, False, False, "induction", -1)
-    )
-    session = generate("one two three one two three", 4)[-1][2]
-    head_update, heatmap, note, grid, scores, chips, bars, status = app.refresh_views(
-        session, None, False, False, False, "induction", -1
-    )
-    assert head_update["value"] == "0,0" and len(head_update["choices"]) == len(
-        ex.head_choices(app._analysis(session)[1])
-    )
-    assert heatmap.data[0].type == "heatmap" and bars.data[0].type == "bar"
-    assert len(chips) == len(session["ids"])
+    assert views(EMPTY_SESSION) == {}
+    session = last_session(generate("one two three one two three", 4))
+    out = views(session, head=None)
+    assert out[ui.head_box]["value"] == "0,0" and len(out[ui.head_box]["choices"]) == 24
+    assert "L0 H0" in out[ui.heatmap]["label"] and out[ui.query_state] == len(session.ids) - 1
+    assert out[ui.next_tokens]["value"].type == "plotly" and len(out[ui.chips]) == len(session.ids)
 
 
 def test_switching_to_an_unreachable_model_stays_on_the_current_one(monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-cache")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", "/nonexistent-cache")
-    choice, status = app.switch_model("gpt2-medium", {"model": ex.BUNDLED_NAME, "ids": [], "prompt_len": 0})
-    assert choice == ex.BUNDLED_NAME
-    assert status.startswith("⚠") and "could not be reached" in status and "Staying on" in status
+    monkeypatch.setattr(gr, "Warning", lambda message: None)
+    out = ui.switch_model("gpt2-medium", EMPTY_SESSION)
+    status = out[ui.status_box]
+    assert out[ui.model_box] == BUNDLED_NAME and status.startswith("⚠")
+    assert "could not be reached" in status and "hf download" in status and status.endswith("Staying on shakespeare (bundled)")
 
 
-def test_clicking_a_token_selects_the_query():
-    session = generate("The king and the queen", 3)[-1][2]
-    event = gr.SelectData(None, {"index": 2, "value": None})
-    query, chips, bars, status = app.select_query(session, "0,0", False, False, event)
-    assert query == 2 and status.startswith("Query: token 2")
-    assert chips[2][0].startswith("[") and "next token after" in bars.layout.title.text
+def test_clicking_a_token_selects_the_query_and_marks_it():
+    session = last_session(generate("The king and the queen", 3))
+    out = ui.select_query(session, "0,0", [], ui.CLEAN, None, gr.SelectData(None, {"index": 2, "value": None}))
+    assert out[ui.query_state] == 2 and out[ui.status_box].startswith("Query: token 2 ")
+    assert out[ui.chips][2][1] == "query" and out[ui.attn_chips]["value"][2][0].startswith("[")
+    assert out[ui.next_tokens]["label"] == "Next token after position 2"
 
 
-def test_tokens_outside_the_context_window_cannot_be_queried():
-    session = generate("The king", 2)[-1][2]
-    block = app.MODELS.get(ex.BUNDLED_NAME).config.block_size
-    long_session = {**session, "ids": [464] * (block + 5) + session["ids"][-2:]}
-    _, _, _, status = app.select_query(
-        long_session, "0,0", False, False, gr.SelectData(None, {"index": 3, "value": None})
-    )
-    assert "outside the model's context window" in status
-    query, _, _, status = app.select_query(
-        long_session, "0,0", False, False, gr.SelectData(None, {"index": block + 6, "value": None})
-    )
-    assert query == block - 1 and status.startswith("Query:")
+def test_the_cut_marker_chip_is_not_a_query(monkeypatch):
+    monkeypatch.setattr(gr, "Warning", lambda message: None)
+    session = Session(BUNDLED_NAME, tuple([464] * 300), 300, prompt_cut=50)
+    out = ui.select_query(session, "0,0", [], ui.CLEAN, None, gr.SelectData(None, {"index": 0, "value": None}))
+    assert "✂ marker" in out[ui.status_box]
+    out = ui.select_query(session, "0,0", [], ui.CLEAN, None, gr.SelectData(None, {"index": 256, "value": None}))
+    assert out[ui.query_state] == 255 and out[ui.status_box].startswith("Query: token 255")
+
+
+def test_clicks_in_the_plots_select_a_head_or_a_query():
+    session = last_session(generate("sword crown honey winter tongue. sword crown honey winter tongue.", 2))
+    args = (session, "0,0", [ui.MEAN_OPTION], "induction", 4, ui.CLEAN, None, "")
+    out = ui.bridge_click("grid:1,2@123", *args)
+    assert out[ui.head_box] == "1,2" and out[ui.options_box] == [] and "L1 H2" in out[ui.heatmap]["label"]
+    assert out[ui.attn_chips]["label"].startswith("What token 4 ")  # the query stays
+    out = ui.bridge_click("heatmap:3,1@124", *args)
+    assert out[ui.query_state] == 3
+    out = ui.bridge_click("lab-sweep:2,1@125", *args[:-1], "L1")
+    assert out[ui.lab_heads_box] == "L1, L2H1"
+    assert ui.bridge_click("lab-sweep:2,1@126", *args[:-1], "L1, L2H1")[ui.lab_heads_box] == "L1"
+
+
+def test_the_lab_buttons():
+    session = last_session(generate(ui.REPEATED_EXAMPLE, 2))
+    out = ui.lab_loss_and_lens(session)
+    assert "mean" in out[ui.lab_loss]["label"] and "Logit lens" in out[ui.lab_lens]["label"]
+    out = ui.lab_attribute(session, -1, "", progress=lambda *a, **k: None)
+    assert {ui.lab_direct, ui.lab_sweep, ui.lab_rest, ui.lab_rank} <= set(out)
+    out = ui.lab_ablate(session, "L1", "zero", -1, "")
+    ablation = out[ui.ablation_state]
+    assert ablation.heads == ((1, 0), (1, 1), (1, 2), (1, 3)) and out[ui.run_box]["visible"] is True
+    ablated_views = views(session, head="1,0", run=ui.ABLATED, ablation=ablation)
+    assert "L1 H0" in ablated_views[ui.heatmap]["label"]
+    out = ui.lab_patch(*ui.PATCH_EXAMPLE, session, progress=lambda *a, **k: None)
+    assert "Answers:" in out[ui.lab_status] and ui.lab_patch_resid in out
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda s: ui.lab_ablate(s, "L9", "zero", -1, ""), "layer 9 does not exist"),
+        (lambda s: ui.lab_ablate(s, "L1", "half", -1, ""), "zero or mean"),
+        (lambda s: ui.lab_attribute(s, 999, "", progress=lambda *a, **k: None), "position must be between"),
+        (lambda s: ui.lab_patch("a b", "a b c", s, progress=lambda *a, **k: None), "clean has 2, corrupted 3"),
+        (lambda s: ui.lab_loss_and_lens(EMPTY_SESSION), "generate some text first"),
+    ],
+)
+def test_lab_errors_are_one_line(monkeypatch, call, message):
+    monkeypatch.setattr(gr, "Warning", lambda message: None)
+    session = Session(BUNDLED_NAME, (464, 5822, 290), 3)
+    status = call(session)[ui.lab_status]
+    assert status.startswith("⚠") and message in status and "\n" not in status
+
+
+def test_exports(tmp_path):
+    session = last_session(generate("<script>alert(1)</script> king", 3))
+    out = ui.export_attention(session, "0,1", [], None)
+    files = out[ui.exports]["value"]
+    assert [f.rsplit(".", 1)[1] for f in files] == ["npz", "html"] and out[ui.exports]["visible"] is True
+    out = ui.export_lab(session, -1, "")
+    assert len(out[ui.lab_exports]["value"]) == 12

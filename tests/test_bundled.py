@@ -4,17 +4,17 @@ interpretable heads its model card promises."""
 import pytest
 import torch
 
-from gpt2 import GPT2, get_tokenizer
-from gpt2.explorer import BUNDLED_DIR
-from gpt2.report import head_score_table
-from gpt2.train import DEFAULT_DATA, evaluate, read_corpus, split_tokens
+from gpt2 import BUNDLED_MODEL_DIR, GPT2, get_tokenizer
+from gpt2.data import DEFAULT_DATA, read_corpus, split_tokens
+from gpt2.loss import validation_loss
+from gpt2.probes import head_score_table
 
 LOSS_FLOOR = 5.2  # nats per token on the held-out last 10%
 
 
 @pytest.fixture(scope="module")
 def model():
-    return GPT2.from_pretrained(BUNDLED_DIR)
+    return GPT2.from_pretrained("shakespeare")
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def split():
 
 
 def test_checkpoint_is_small_and_complete():
-    sizes = {path.name: path.stat().st_size for path in BUNDLED_DIR.iterdir()}
+    sizes = {path.name: path.stat().st_size for path in BUNDLED_MODEL_DIR.iterdir()}
     assert set(sizes) == {"config.json", "model.safetensors"}
     assert sum(sizes.values()) <= 25_000_000
 
@@ -42,7 +42,7 @@ def test_loads_offline_in_float32_and_generates(model, monkeypatch):
 
 
 def test_validation_loss_is_under_the_floor(model, split):
-    loss = evaluate(model, split.val, model.config.block_size, max_windows=40)  # ~10k held-out tokens
+    loss = validation_loss(model, split.val, model.config.block_size, max_windows=40)  # ~10k held-out tokens
     assert loss < LOSS_FLOOR
 
 

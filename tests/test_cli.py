@@ -30,7 +30,18 @@ def test_help_explains_every_flag():
     out = cli("generate", "--help").stdout
     for flag in ("--model", "--prompt", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed"):
         assert flag in out
-    assert "greedy" in out
+    assert "greedy" in out and "default 0.8" in out and "default 50" in out
+
+
+def test_the_defaults_are_the_apps_and_read_well():
+    """temperature 0.8 and top-k 50 (not 1 and off), on the bundled model, from any directory."""
+    from gpt2.__main__ import parse_args
+    from gpt2.generate import SamplingSettings
+
+    args = parse_args(["generate", "--prompt", "x"])
+    assert (args.temperature, args.top_k, args.model) == (SamplingSettings().temperature, SamplingSettings().top_k, "shakespeare")
+    result = cli("generate", "--prompt", "ROMEO:", "--max-new-tokens", "5", "--seed", "1")
+    assert result.returncode == 0 and result.stdout.startswith("ROMEO:") and len(result.stdout) > len("ROMEO:\n")
 
 
 def test_generate_streams_the_greedy_continuation(checkpoint):
@@ -53,6 +64,7 @@ def test_generate_streams_the_greedy_continuation(checkpoint):
         (("--prompt", "hi", "--top-p", "1.5"), "top_p"),
         (("--prompt", "hi", "--temperature", "-1"), "temperature"),
         (("--prompt", "", "--max-new-tokens", "3"), "empty"),
+        (("--prompt", "hi", "--top-k", "-1"), "top_k"),
     ],
 )
 def test_errors_are_one_line_on_stderr(args, message):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gpt2 import GPT2, SamplingError, generate
+from gpt2 import GPT2, SamplingError, SamplingSettings
 
 
 def greedy_without_cache(model, idx, steps):
@@ -84,16 +84,28 @@ def test_stream_yields_the_same_tokens_as_generate(small_vocab_model):
         dict(temperature=-0.1),
         dict(temperature=float("nan")),
         dict(top_k=-1),
-        dict(top_k=101),
+        dict(top_k=60000),
         dict(top_p=0.0),
         dict(top_p=1.5),
         dict(seed="abc"),
+        dict(seed=-1),
+        dict(top_k=1.5),
+        dict(stop_at_eot="yes"),
     ],
 )
-def test_bad_settings_raise_sampling_error(small_vocab_model, kwargs):
-    args = dict(max_new_tokens=3) | kwargs
-    with pytest.raises(SamplingError):
-        generate(small_vocab_model, torch.zeros(1, 2, dtype=torch.long), **args)
+def test_bad_settings_raise_sampling_error(kwargs):
+    with pytest.raises(SamplingError) as info:
+        SamplingSettings(**(dict(max_new_tokens=3) | kwargs))
+    assert "\n" not in str(info.value)
+
+
+def test_settings_normal_forms_and_form_values():
+    assert SamplingSettings(top_k=0, top_p=1.0) == SamplingSettings(top_k=None, top_p=None)
+    assert SamplingSettings.from_form(40.0, 0, 50.0, 1.0, 3.0) == SamplingSettings(40, 0, 50, None, 3)
+    with pytest.raises(SamplingError, match="max_new_tokens"):
+        SamplingSettings.from_form(2.5, 0.8, 50, None, None)
+    defaults = SamplingSettings()
+    assert (defaults.temperature, defaults.top_k, defaults.top_p) == (0.8, 50, None)
 
 
 def test_zero_new_tokens_returns_the_prompt(small_vocab_model):

@@ -1,94 +1,196 @@
+"""Hook points: TransformerLens's names and shapes, what they hold, interventions, thread isolation."""
+
 import math
 import threading
 
 import pytest
 import torch
 
-from gpt2 import capture_attention
+from gpt2 import GPT2, UnknownHookError, hook_dict, hooks, run_with_cache
+
+B, T = 2, 9
 
 
-def test_capture_gives_one_causal_map_per_layer(small_vocab_model):
-    idx = torch.randint(0, 100, (2, 16))
-    with capture_attention(small_vocab_model) as maps:
-        small_vocab_model(idx)
-    assert len(maps) == 3
-    for attn_probs in maps:
-        assert attn_probs.shape == (2, 4, 16, 16) and not attn_probs.requires_grad
-        assert torch.allclose(attn_probs.sum(-1), torch.ones(2, 4, 16), atol=1e-6)
-        above = torch.triu(torch.ones(16, 16, dtype=torch.bool), diagonal=1)
-        assert (attn_probs[..., above] == 0).all()
+@pytest.fixture
+def model(small_vocab_model) -> GPT2:  # 3 layers, 4 heads of 8, embed 32, vocab 100, block 32
+    return small_vocab_model
 
 
-def test_maps_equal_softmax_recomputed_from_the_weights(small_vocab_model):
-    model = small_vocab_model
-    idx = torch.randint(0, 100, (1, 10))
-    with capture_attention(model) as maps, torch.no_grad():
-        model(idx)
-        x = model.wte(idx) + model.wpe(torch.arange(10))
-        for layer, block in enumerate(model.blocks):
-            h = block.ln_1(x)
-            W, b = block.attn.c_attn.weight, block.attn.c_attn.bias  # (3C, C)
-            C, H = 32, 4
-            q = (h @ W[:C].T + b[:C]).view(1, 10, H, C // H).transpose(1, 2)
-            k = (h @ W[C : 2 * C].T + b[C : 2 * C]).view(1, 10, H, C // H).transpose(1, 2)
-            scores = q @ k.transpose(-1, -2) / math.sqrt(C // H)
-            scores = scores.masked_fill(torch.triu(torch.ones(10, 10, dtype=torch.bool), 1), float("-inf"))
-            assert torch.allclose(maps[layer], torch.softmax(scores, -1), atol=1e-6)
-            x = block(x)
+@pytest.fixture
+def idx():
+    return torch.randint(0, 100, (B, T), generator=torch.Generator().manual_seed(1))
 
 
-def test_rows_match_what_cached_generation_saw(small_vocab_model):
-    model = small_vocab_model
-    seen = {layer: [] for layer in range(3)}
-    handles = [
-        model.blocks[layer].attn.hook_pattern.register_forward_hook(
-            lambda m, i, out, layer=layer: seen[layer].append(out.clone())
-        )
-        for layer in range(3)
-    ]
+def expected_shapes(layers=3, heads=4, head_dim=8, d_model=32):
+    shapes = {"hook_embed": (B, T, d_model), "hook_pos_embed": (B, T, d_model)}
+    for layer in range(layers):
+        block = f"blocks.{layer}"
+        for name in ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"):
+            shapes[f"{block}.{name}"] = (B, T, d_model)
+        for name in ("hook_q", "hook_k", "hook_v", "hook_z"):
+            shapes[f"{block}.attn.{name}"] = (B, T, heads, head_dim)
+        shapes[f"{block}.attn.hook_attn_scores"] = (B, heads, T, T)
+        shapes[f"{block}.attn.hook_pattern"] = (B, heads, T, T)
+        shapes[f"{block}.mlp.hook_pre"] = (B, T, 4 * d_model)
+        shapes[f"{block}.mlp.hook_post"] = (B, T, 4 * d_model)
+    return shapes
+
+
+def test_every_hook_point_has_transformerlens_name_and_shape(model, idx):
+    expected = expected_shapes()
+    assert set(hook_dict(model)) == set(expected)
+    assert all(point.name == name for name, point in hook_dict(model).items())
+    logits, cache = run_with_cache(model, idx)
+    assert {name: tuple(t.shape) for name, t in cache.items()} == expected
+    assert torch.allclose(logits, model(idx), atol=1e-5)
+
+
+def test_what_the_hook_points_hold(model, idx):
+    _, cache = run_with_cache(model, idx)
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    for layer, block in enumerate(model.blocks):
+        name = f"blocks.{layer}"
+        pattern = cache[f"{name}.attn.hook_pattern"]
+        assert torch.allclose(pattern.sum(-1), torch.ones(B, 4, T), atol=1e-6)
+        assert (pattern[..., future] == 0).all()
+        scores = cache[f"{name}.attn.hook_attn_scores"]
+        assert torch.isinf(scores[..., future]).all() and (scores[..., future] < 0).all()
+        assert torch.allclose(torch.softmax(scores, -1), pattern, atol=1e-6)
+        q, k = cache[f"{name}.attn.hook_q"], cache[f"{name}.attn.hook_k"]
+        by_hand = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(8)
+        assert torch.allclose(scores[..., ~future], by_hand[..., ~future], atol=1e-5)
+        # hook_z recombined through c_proj is the attention output
+        z = cache[f"{name}.attn.hook_z"]
+        assert torch.allclose(block.attn.c_proj(z.reshape(B, T, 32)), cache[f"{name}.hook_attn_out"], atol=1e-6)
+        assert torch.allclose(z, torch.einsum("bhqk,bkhd->bqhd", pattern, cache[f"{name}.attn.hook_v"]), atol=1e-6)
+        # the residual stream adds up
+        resid_pre, resid_mid = cache[f"{name}.hook_resid_pre"], cache[f"{name}.hook_resid_mid"]
+        assert torch.equal(resid_mid, resid_pre + cache[f"{name}.hook_attn_out"])
+        assert torch.equal(cache[f"{name}.hook_resid_post"], resid_mid + cache[f"{name}.hook_mlp_out"])
+        assert torch.equal(cache[f"{name}.mlp.hook_post"], torch.nn.functional.gelu(cache[f"{name}.mlp.hook_pre"], approximate="tanh"))
+    assert torch.equal(cache["blocks.0.hook_resid_pre"], cache["hook_embed"] + cache["hook_pos_embed"])
+
+
+def test_names_filter_keeps_only_what_is_asked(model, idx):
+    _, by_predicate = run_with_cache(model, idx, names_filter=lambda name: name.endswith("hook_pattern"))
+    assert list(by_predicate) == [f"blocks.{layer}.attn.hook_pattern" for layer in range(3)]
+    _, by_list = run_with_cache(model, idx, names_filter=["blocks.1.hook_resid_pre", "hook_embed"])
+    assert set(by_list) == {"blocks.1.hook_resid_pre", "hook_embed"}
+    with pytest.raises(UnknownHookError, match="blocks.9.hook_z"):
+        run_with_cache(model, idx, names_filter="blocks.9.hook_z")
+
+
+def test_an_identity_intervention_leaves_logits_bit_identical(model, idx):
+    clean = model(idx)
+    fns = {name: (lambda x, hook: x) for name in hook_dict(model) if "pattern" not in name and "scores" not in name}
+    with hooks(model, fns):
+        assert torch.equal(model(idx), clean)  # the fused attention path, every other point hooked
+    with hooks(model, {"blocks.1.attn.hook_pattern": lambda x, hook: x}):
+        assert torch.allclose(model(idx), clean, atol=1e-5)  # the explicit path
+
+
+def test_zeroing_a_head_through_hook_z_equals_zeroing_its_c_proj_columns(model, idx):
+    def zero_head_2(z, hook):
+        z = z.clone()
+        z[:, :, 2] = 0
+        return z
+
+    with hooks(model, {"blocks.1.attn.hook_z": zero_head_2}):
+        ablated = model(idx)
+    edited = GPT2.from_config(model.config).eval()
+    edited.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        edited.blocks[1].attn.c_proj.weight[:, 2 * 8 : 3 * 8] = 0
+    assert torch.allclose(ablated, edited(idx), atol=1e-5)
+    assert not torch.allclose(ablated, model(idx), atol=1e-3)
+
+
+def test_a_hook_that_returns_a_tensor_replaces_the_activation_downstream(model, idx):
+    _, clean = run_with_cache(model, idx, names_filter="blocks.2.hook_resid_pre")
+    with hooks(model, {"blocks.0.hook_resid_post": lambda x, hook: torch.zeros_like(x)}):
+        _, cache = run_with_cache(model, idx, names_filter=["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"])
+    assert cache["blocks.1.hook_resid_pre"].abs().max() == 0
+    assert not torch.allclose(cache["blocks.2.hook_resid_pre"], clean["blocks.2.hook_resid_pre"])
+
+
+def test_hooks_are_removed_even_after_an_exception(model, idx):
+    points = hook_dict(model)
+    with pytest.raises(RuntimeError, match="boom"), hooks(model, {name: (lambda x, hook: x) for name in points}):
+        raise RuntimeError("boom")
+    assert not any(point.is_hooked() for point in points.values())
+    with pytest.raises(UnknownHookError):
+        with hooks(model, {"blocks.0.attn.hook_nothing": lambda x, hook: x}):
+            pass
+
+
+def test_pytorch_forward_hooks_still_work_on_a_hook_point(model, idx):
+    seen = []
+    handle = model.blocks[0].attn.hook_pattern.register_forward_hook(lambda m, i, out: seen.append(out.clone()))
     try:
-        prompt = torch.randint(0, 100, (1, 5))
-        out = model.generate(prompt, 8, temperature=0)
+        model(idx)
     finally:
-        for handle in handles:
-            handle.remove()
-    with capture_attention(model) as maps:
-        model(out[:, :-1])
+        handle.remove()
+    assert len(seen) == 1 and seen[0].shape == (B, 4, T, T)
+
+
+def test_rows_match_what_cached_generation_saw(model):
+    prompt = torch.randint(0, 100, (1, 5))
+    seen = {layer: [] for layer in range(3)}
+    fns = {f"blocks.{layer}.attn.hook_pattern": (lambda x, hook, layer=layer: seen[layer].append(x.clone())) for layer in range(3)}
+    with hooks(model, fns):
+        out = model.generate(prompt, 8, temperature=0)
+    _, cache = run_with_cache(model, out[:, :-1], names_filter=lambda name: name.endswith("hook_pattern"))
     for layer in range(3):
+        full = cache[f"blocks.{layer}.attn.hook_pattern"]
         prefill, *steps = seen[layer]
-        assert torch.allclose(maps[layer][:, :, :5, :5], prefill, atol=1e-6)
+        assert torch.allclose(full[:, :, :5, :5], prefill, atol=1e-6)
         for step, step_map in enumerate(steps):
-            t = 5 + step  # query position of this step
+            t = 5 + step  # the query's position in this step
             assert step_map.shape == (1, 4, 1, t + 1)
-            assert torch.allclose(maps[layer][:, :, t, : t + 1], step_map[:, :, 0], atol=1e-6)
+            assert torch.allclose(full[:, :, t, : t + 1], step_map[:, :, 0], atol=1e-6)
 
 
-def test_hooks_are_removed_even_after_an_exception(small_vocab_model):
-    with pytest.raises(RuntimeError, match="boom"):
-        with capture_attention(small_vocab_model):
-            raise RuntimeError("boom")
-    assert not any(point.has_hooks() for _, point in small_vocab_model.hook_points())
+def test_another_threads_captures_leave_this_threads_generation_alone():
+    """While one thread runs capture passes in a loop (explicit attention on the shared model), a
+    seeded generation on another thread is bit-identical to a quiet run: its thread has no hooks, so
+    it stays on the fused path with the same numbers."""
+    torch.manual_seed(0)
+    model = GPT2(500, 64, 4, 2, 128).eval()
+    prompt = torch.randint(0, 500, (1, 12))
+    quiet = model.generate(prompt, 60, temperature=1.0, top_k=40, seed=11)
+    stop, errors = threading.Event(), []
+
+    def capture_loop():
+        try:
+            while not stop.is_set():
+                run_with_cache(model, torch.randint(0, 500, (1, 40)), names_filter=lambda n: n.endswith("hook_pattern"))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    thread = threading.Thread(target=capture_loop)
+    thread.start()
+    try:
+        busy = [model.generate(prompt, 60, temperature=1.0, top_k=40, seed=11) for _ in range(3)]
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
+    assert all(torch.equal(run, quiet) for run in busy)
 
 
-def test_threads_capturing_at_once_see_only_their_own_maps(small_vocab_model):
-    model = small_vocab_model
+def test_threads_capturing_at_once_see_only_their_own_activations(model):
     prompts = {name: torch.randint(0, 100, (1, length)) for name, length in (("a", 12), ("b", 20))}
-    with capture_attention(model) as reference_a:
-        model(prompts["a"])
-    with capture_attention(model) as reference_b:
-        model(prompts["b"])
-    references = {"a": [m.clone() for m in reference_a], "b": [m.clone() for m in reference_b]}
+    references = {name: run_with_cache(model, p, names_filter=lambda n: n.endswith("hook_pattern"))[1] for name, p in prompts.items()}
     barrier = threading.Barrier(2)
     failures = []
 
     def worker(name):
         try:
-            for _ in range(30):
-                with capture_attention(model) as maps:
-                    barrier.wait(timeout=10)  # both threads hold hooks on the same modules now
-                    model(prompts[name])
-                for got, want in zip(maps, references[name], strict=True):
-                    if got.shape != want.shape or not torch.allclose(got, want, atol=1e-6):
+            for _ in range(20):
+                barrier.wait(timeout=10)
+                _, cache = run_with_cache(model, prompts[name], names_filter=lambda n: n.endswith("hook_pattern"))
+                for key, want in references[name].items():
+                    if cache[key].shape != want.shape or not torch.allclose(cache[key], want, atol=1e-6):
                         failures.append(name)
         except Exception as exc:  # noqa: BLE001 - reported below
             failures.append(repr(exc))
@@ -103,6 +205,7 @@ def test_threads_capturing_at_once_see_only_their_own_maps(small_vocab_model):
 
 def test_capture_works_on_a_bfloat16_model(tiny_model):
     model = tiny_model.to(torch.bfloat16)
-    with torch.inference_mode(), capture_attention(model) as maps:
-        model(torch.tensor([[1, 2, 3, 4]]))
-    assert maps[0].shape == (1, 4, 4, 4) and torch.allclose(maps[0].float().sum(-1), torch.ones(()), atol=1e-3)
+    with torch.inference_mode():
+        _, cache = run_with_cache(model, torch.tensor([[1, 2, 3, 4]]), names_filter="blocks.0.attn.hook_pattern")
+    pattern = cache["blocks.0.attn.hook_pattern"]
+    assert pattern.shape == (1, 4, 4, 4) and torch.allclose(pattern.float().sum(-1), torch.ones(()), atol=1e-3)

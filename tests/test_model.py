@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gpt2 import GPT2, PRESETS, GPT2Config, capture_attention
+from gpt2 import GPT2, PRESETS, GPT2Config, hooks
 
 
 def test_gpt2_small_parameter_count():
@@ -39,6 +39,7 @@ def test_from_config_round_trip_and_presets():
     assert model.config == config
     assert GPT2Config.from_hf_dict(config.to_hf_dict()) == config
     assert PRESETS["gpt2"].embed_dim == 768 and PRESETS["distilgpt2"].num_layers == 6
+    assert PRESETS["shakespeare"] == GPT2.from_pretrained("shakespeare").config
     with pytest.raises(ValueError, match="divisible"):
         GPT2Config(embed_dim=30, num_heads=4)
 
@@ -46,9 +47,13 @@ def test_from_config_round_trip_and_presets():
 def test_fused_and_explicit_attention_paths_agree(small_vocab_model):
     idx = torch.randint(0, 100, (2, 32))
     fast = small_vocab_model(idx)
-    with capture_attention(small_vocab_model):
+    patterns = {f"blocks.{layer}.attn.hook_pattern": (lambda x, hook: None) for layer in range(3)}
+    with hooks(small_vocab_model, patterns):  # a hooked pattern takes the explicit path
         explicit = small_vocab_model(idx)
+        with torch.no_grad():
+            blockwise = small_vocab_model(idx)  # no gradient: the pattern is made block by block of queries
     assert (fast - explicit).abs().max().item() < 1e-5
+    assert (fast - blockwise).abs().max().item() < 1e-5
 
 
 def test_kv_cache_matches_full_forward(small_vocab_model):
@@ -68,9 +73,14 @@ def test_forward_rejects_sequences_longer_than_block(small_vocab_model):
         small_vocab_model(torch.zeros(1, 33, dtype=torch.long))
 
 
-def test_hook_point_names_follow_transformerlens(small_vocab_model):
-    names = [name for name, _ in small_vocab_model.hook_points()]
-    assert names == [f"blocks.{i}.attn.hook_pattern" for i in range(3)]
+def test_blocks_rerun_from_a_layer_equal_the_full_forward(small_vocab_model):
+    model = small_vocab_model
+    idx = torch.randint(0, 100, (2, 12))
+    with torch.no_grad():
+        x = model.embed(idx)
+        for block in model.blocks[:2]:
+            x = block(x)
+        assert torch.equal(model.unembed(model.run_blocks(x, start_layer=2)), model(idx))
 
 
 def test_training_mode_dropout_only_when_training():

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt2 import GPT2, capture_attention, get_tokenizer
-from gpt2.explorer import BUNDLED_DIR
-from gpt2.quantize import Int8Linear, int8_kernel_available, quantize_int8
+from gpt2 import GPT2, get_tokenizer, run_with_cache
+from gpt2.precision import int8_kernel_available
+from gpt2.quantize import Int8Linear, quantize_int8
 
 pytestmark = pytest.mark.skipif(not int8_kernel_available(), reason="this PyTorch has no FBGEMM int8 kernel")
 
@@ -37,7 +37,7 @@ def test_quantizing_copies_and_leaves_the_original_alone():
 
 @pytest.fixture(scope="module")
 def bundled():
-    model = GPT2.from_pretrained(BUNDLED_DIR)
+    model = GPT2.from_pretrained("shakespeare")
     return model, quantize_int8(model)
 
 
@@ -71,11 +71,10 @@ def test_int8_copy_generates_and_keeps_its_hooks(bundled, texts):
     model, quantized = bundled
     out = quantized.generate(texts[0][:, :8], 16, temperature=0)
     assert out.shape == (1, 24) and torch.equal(out[:, :8], texts[0][:, :8])
+    patterns = lambda name: name.endswith("hook_pattern")  # noqa: E731
     with torch.inference_mode():
-        with capture_attention(model) as float_maps:
-            model(texts[0], return_hidden=True)
-        with capture_attention(quantized) as int8_maps:
-            quantized(texts[0], return_hidden=True)
+        float_maps = list(run_with_cache(model, texts[0], patterns, return_hidden=True)[1].values())
+        int8_maps = list(run_with_cache(quantized, texts[0], patterns, return_hidden=True)[1].values())
     assert len(int8_maps) == model.config.num_layers
     for a, b in zip(float_maps, int8_maps, strict=True):  # (the app always draws the float32 model's maps)
         assert torch.allclose(b.sum(-1), torch.ones(()), atol=1e-5) and (b.triu(1) == 0).all()

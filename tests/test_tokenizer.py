@@ -1,7 +1,7 @@
 import pytest
 
 from gpt2 import Tokenizer, TokenizerError
-from gpt2.tokenizer import DEFAULT_PATH
+from gpt2.paths import VOCAB_FILE
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_round_trip_on_hard_text(tok):
 
 def test_hash_is_verified(tmp_path):
     bad = tmp_path / "gpt2.tiktoken"
-    data = DEFAULT_PATH.read_bytes()
+    data = VOCAB_FILE.read_bytes()
     bad.write_bytes(data[:-10] + b"AAAAAAAAAA")
     with pytest.raises(TokenizerError, match="sha256"):
         Tokenizer(bad)

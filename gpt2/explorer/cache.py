@@ -5,6 +5,8 @@ stream, head scores and thumbnails (see `gpt2.analysis`), about 41 MB for 1,024 
 small, so the default 1 GiB holds two dozen such texts.
 """
 
+import ctypes
+import ctypes.util
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -12,6 +14,25 @@ from dataclasses import dataclass
 from ..analysis import Analysis, analyze
 from ..lab import Ablation, ablated_analysis
 from ..tokenizer import get_tokenizer
+
+
+def _glibc_trim():
+    """glibc's malloc_trim, or None elsewhere."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _glibc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand memory that a pass freed back to the system. glibc keeps freed blocks of its heaps (one
+    per worker thread) for reuse, so without this a server's size drifts far above what its cache
+    holds; with it, the process tracks the cache's bound."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 @dataclass
@@ -43,6 +64,7 @@ class AnalysisCache:
             self._items[key] = entry
             while len(self._items) > 1 and self.nbytes > self.budget_bytes:
                 self._items.popitem(last=False)
+        release_freed_memory()
         return entry
 
     @property

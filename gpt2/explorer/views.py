@@ -157,7 +157,7 @@ def query_chips(model, entry: Entry, layer, head, query: int, hide_sink: bool = 
 # ---- next-token bars -----------------------------------------------------------------------------
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def next_token_probs(model, entry: Entry, position: int) -> torch.Tensor:
     """(V,) next-token probabilities after `position`."""
     logits = final_hidden(model, entry.analysis, position) @ model.lm_head.weight.T
