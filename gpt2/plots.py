@@ -2,7 +2,7 @@
 
 Plotly renders a little HTML inside labels (`<b>`, `<br>`, links), so every piece of model or user
 text passes through `escape_label` first. Figures carry no title in the app (the component's label
-is the title, clear of Plotly's toolbar); `with_title` adds one for an exported page. Backgrounds
+is the title); `with_title` adds one for an exported page. Backgrounds
 are transparent so the page's light or dark theme shows through. Maps longer than `MAX_AXIS`
 tokens are pooled by the caller so no figure grows past about a megabyte.
 """
@@ -20,7 +20,7 @@ TICK_CHARS = 10  # characters of a token shown in a tick label
 MASKED_COLOR = "rgba(128, 128, 128, 0.22)"
 VISIBLE_WHITESPACE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
 COLORSCALE = "Viridis"
-TOP_MARGIN = 40  # room for the component's label, drawn over the plot's top-left corner
+TOP_MARGIN = 10  # the component's label sits above the plot (see the app's CSS)
 DIVERGING = "RdBu"
 BAR_COLOR = "#4c78a8"
 HIGHLIGHT = "crimson"
@@ -352,7 +352,7 @@ def layer_position_map(values: np.ndarray, tokens: list[str], title: str) -> go.
 def bar_series(labels: list[str], values: np.ndarray, title: str) -> go.Figure:
     """Vertical bars, one per label (e.g. each MLP's direct contribution)."""
     fig = go.Figure(go.Bar(x=labels, y=values.astype(np.float32), marker_color=BAR_COLOR, hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(**_base_layout(margin=dict(l=8, r=8, t=TOP_MARGIN, b=8)), yaxis=dict(title=escape_label(title), zeroline=True), height=220)
+    fig.update_layout(**_base_layout(margin=dict(l=8, r=8, t=TOP_MARGIN, b=8)), yaxis=dict(title=escape_label(title), zeroline=True, automargin=True), xaxis=dict(automargin=True), height=240)
     return fig
 
 

@@ -1,11 +1,11 @@
-"""End to end in a real browser: the app streams text, draws the heatmap with hover values, switches
-heads, and shows hostile prompt text as text (never as HTML) without a dialog, a page error or a
-console error. Also saves `assets/screenshot.png`.
+"""The app in a real browser (Debian's Chromium through Playwright), at 1440×900 and at 390×844: the
+answer to every click is on screen, Stop is honest, messages are whole, plots fit a phone, the dark
+theme reaches the plots, the lab works, and hostile text shows as text in every view and export,
+without a dialog, a page error or a console error. Prints the first-view time of a fresh page.
 
-Uses Playwright's sync API with Debian's Chromium (`/usr/bin/chromium`); skipped when either is missing.
+Skipped when /usr/bin/chromium or playwright is missing.
 """
 
-import io
 import re
 import time
 from contextlib import contextmanager
@@ -22,8 +22,6 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect = sync_api.expect
 
-ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOT = ROOT / "assets" / "screenshot.png"
 LAUNCH_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -32,336 +30,289 @@ LAUNCH_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-NEW_TOKENS = 100
+DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
 WAIT_MS = 120_000  # generous, for anything the server does: the test machine may be small and busy
-HOVER_MS = 10_000  # plotly draws hover labels in the page itself
-
-SCRIPT = "<script>alert(1)</script>"
-HOSTILE = f"ROMEO:\n{SCRIPT} <img src=x onerror=alert(1)> ${{alert(1)}} javascript:alert(1) </textarea> <b>bold</b>"
+HOVER_MS = 10_000
+REPEATED = "sword crown honey winter tongue lamb night castle bread river. " * 2
 HOVER_RE = re.compile(r"query '.*' \(\d+\) → key '.*' \(\d+\): \d\.\d{3}")
-HEAD_RE = re.compile(r"L(\d+) H(\d+) · (.+?) \(prev \d\.\d\d, ind \d\.\d\d, sink \d\.\d\d\)")
-PLOTS = ("#heatmap", "#next-tokens", "#grid", "#scores")
-
-# Records every distinct length of the output textarea's value, polled every few milliseconds in the
-# page itself (a round trip from Python per poll could miss a quick stream).
-RECORD_LENGTHS = """() => {
-    const area = document.querySelector('#output textarea');
-    window.__lengths = [area.value.length];
-    window.__recorder = setInterval(() => {
-        const n = area.value.length;
-        if (window.__lengths[window.__lengths.length - 1] !== n) window.__lengths.push(n);
-    }, 2);
-}"""
-STOP_RECORDING = "() => { clearInterval(window.__recorder); return window.__lengths; }"
+PLOTS = ("#heatmap", "#next-tokens", "#grid", "#scores", "#lab-loss", "#lab-lens", "#lab-direct", "#lab-sweep")
+HEATMAP_IS = "(n) => { const p = document.querySelector('#heatmap .js-plotly-plot'); return !!(p && p.data && p.data[0] && p.data[0].type === 'heatmap' && p.data[0].y.length === n); }"
 
 
-def _wait_done(page, new_tokens: int) -> list[str]:
-    """Wait until generation has finished and the views below show the new text; return its token chips."""
-    status = page.locator("#status textarea")
-    expect(status).to_have_value(re.compile(rf"^Done: {new_tokens} new tokens"), timeout=WAIT_MS)
-    chips = page.locator("#chips .token .text").all_text_contents()
-    # the views are drawn by a second event once generation ends: wait for the next-token chart of the
-    # last token (the query resets to it) and a heatmap over exactly these tokens
-    expect(page.locator("#next-tokens .gtitle")).to_have_text(
-        f"next token after '{chips[-1]}' ({len(chips) - 1})", timeout=WAIT_MS
-    )
-    page.wait_for_function(
-        """([n, first]) => {
-            const plot = document.querySelector('#heatmap .js-plotly-plot');
-            const y = plot && plot.data && plot.data[0] && plot.data[0].y;
-            const text = (s) => new DOMParser().parseFromString(s, 'text/html').documentElement.textContent;
-            return Boolean(y) && y.length === n && text(y[0]) === first;
-        }""",
-        arg=[len(chips), f"'{chips[0]}' (0)"],
-        timeout=WAIT_MS,
-    )
-    expect(page.locator("#head input")).to_have_value(HEAD_RE, timeout=WAIT_MS)
+@contextmanager
+def browser_page(url: str, viewport=DESKTOP, query: str = ""):
+    """A fresh Chromium page on the app that fails the test on any dialog, page error or console
+    error (the app makes no request that fails, favicon included, so any console error counts)."""
+    errors, dialogs = [], []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            phone = viewport["width"] < 500
+            context = browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone)
+            page = context.new_page()
+            page.on("console", lambda msg: msg.type == "error" and errors.append(f"{msg.text} at {msg.location}"))
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.goto(url + query, wait_until="load", timeout=WAIT_MS)
+            expect(page.locator("#generate")).to_be_visible(timeout=WAIT_MS)
+            yield page
+        finally:
+            browser.close()
+    assert not dialogs, dialogs
+    assert not errors, errors
+
+
+def status(page):
+    return page.locator("#status textarea")
+
+
+TOKEN_CHIPS = "#chips .token:has(.text:not(.unlabeled))"  # not the ✂ marker before a cut
+
+
+def chip_texts(page) -> list[str]:
+    return page.locator(f"{TOKEN_CHIPS} .text").all_text_contents()
+
+
+def generate(page, prompt: str, max_tokens: int | None = None) -> list[str]:
+    """Type `prompt`, generate, and wait until the views show the new text; return the chips."""
+    page.locator("#prompt textarea").fill(prompt)
+    if max_tokens is not None:
+        set_max_tokens(page, max_tokens)
+    page.locator("#generate").click()
+    expect(status(page)).to_have_value(re.compile(r"Done: \d+ new tokens"), timeout=WAIT_MS)
+    chips = chip_texts(page)
+    page.wait_for_function(HEATMAP_IS, arg=len(chips), timeout=WAIT_MS)
     return chips
 
 
-def _set_max_tokens(page, value: int) -> None:
-    """Set the "Max new tokens" slider (in the open Sampling accordion) and wait until both its range
-    and its number box show the value, so that Generate sends it. The accordion mounts the slider
-    asynchronously, so an early fill can be lost: fill again until the number box follows."""
-    slider, number = (
-        page.locator("#max-new-tokens input[type=range]"),
-        page.locator("#max-new-tokens input[type=number]"),
-    )
-    expect(slider).to_be_visible(timeout=WAIT_MS)
-    for _ in range(40):  # until the value holds for half a second (a late re-render can reset it)
+def set_max_tokens(page, value: int) -> None:
+    """Open Sampling and set "Max new tokens" until its number box follows (the slider mounts late)."""
+    number = page.locator("#max-new-tokens input[type=number]")
+    if not number.is_visible():
+        page.get_by_text("Sampling", exact=True).click()
+    expect(number).to_be_visible(timeout=WAIT_MS)
+    for _ in range(40):
         if number.input_value() != str(value):
-            slider.fill(str(value))
-        page.wait_for_timeout(500)
-        if number.input_value() == str(value) == slider.input_value():
+            number.fill(str(value))
+            number.press("Enter")
+        page.wait_for_timeout(300)
+        if number.input_value() == str(value):
             break
     expect(number).to_have_value(str(value), timeout=HOVER_MS)
 
 
-def _plot_area(page, plot="#heatmap"):
-    """The plot area's box in the viewport (scrolled into view: the mouse only reaches what is shown)."""
-    area = page.locator(f"{plot} .nsewdrag").first
-    area.evaluate("(element) => element.scrollIntoView({block: 'center'})")
-    box = area.bounding_box()
+def in_view(page, selector: str) -> bool:
+    """Whether the element's box lies inside the viewport as it is now (no scrolling)."""
+    box = page.locator(selector).first.bounding_box()
     viewport = page.viewport_size
-    assert box and box["width"] > 50 and box["height"] > 50, box
-    assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], (box, viewport)
-    return box
+    return bool(box) and box["y"] >= 0 and box["y"] + min(box["height"], 200) <= viewport["height"] and box["x"] + box["width"] <= viewport["width"] + 1
 
 
-def _hover_cell(page, query: int, key: int, n: int) -> str:
-    """Hover the heatmap cell (query row, key column) of an n-token map; return plotly's hover label."""
-    box = _plot_area(page)
-    x = box["x"] + (key + 0.5) / n * box["width"]
-    y = box["y"] + (query + 0.5) / n * box["height"]  # the y axis is reversed: query 0 on top
-    page.mouse.move(1, 1)  # leave first, so a label from an earlier hover cannot be read
+def plot_area(page, plot: str) -> dict:
+    area = page.locator(f"{plot} .nsewdrag").first
+    area.scroll_into_view_if_needed()
+    return area.bounding_box()
+
+
+def hover_cell(page, query: int, key: int, n: int) -> str:
+    box = plot_area(page, "#heatmap")
+    page.mouse.move(1, 1)
     expect(page.locator("#heatmap .hoverlayer .hovertext")).to_have_count(0, timeout=HOVER_MS)
-    page.mouse.move(x, y, steps=3)
+    page.mouse.move(box["x"] + (key + 0.5) / n * box["width"], box["y"] + (query + 0.5) / n * box["height"], steps=3)
     label = page.locator("#heatmap .hoverlayer .hovertext")
     expect(label).to_have_text(HOVER_RE, timeout=HOVER_MS)
     return label.text_content()
 
 
-def _open_head_dropdown(page):
-    page.locator("#head input").click()
-    options = page.get_by_role("option")
-    expect(options.first).to_be_visible(timeout=WAIT_MS)
-    return options
-
-
-def _pick_head(options, index: int) -> tuple[str, str]:
-    """Click the index-th option of the open head dropdown; return (its label, the heatmap title it should give)."""
-    expect(options.nth(index)).to_be_visible(timeout=WAIT_MS)
-    label = options.nth(index).inner_text().replace("✓", "").strip()
-    match = HEAD_RE.fullmatch(label)
-    assert match, label
-    layer, head, role = match.groups()
-    options.nth(index).click()
-    return label, f"layer {layer}, head {head} ({role})"
-
-
-def _choose_head(page, index: int) -> tuple[str, str]:
-    return _pick_head(_open_head_dropdown(page), index)
-
-
-def _choose_most_inductive_head(page) -> tuple[str, str]:
-    """Pick the head whose dropdown label gives the highest induction score on the current text."""
-    options = _open_head_dropdown(page)
-    labels = options.all_inner_texts()
-    scores = [float(re.search(r"ind (\d\.\d\d)", label).group(1)) for label in labels]
-    return _pick_head(options, scores.index(max(scores)))
-
-
-def _plot_texts(page) -> list[str]:
-    return page.locator(", ".join(f"{plot} svg text" for plot in PLOTS)).all_text_contents()
-
-
-@contextmanager
-def _browser(url: str):
-    """A Chromium page on `url` that records every dialog, page error and console error; fails the
-    test on any of them when the block ends. No filtering: the app makes no request that fails
-    (favicon included), so any console error counts."""
-    errors, page_errors, dialogs = [], [], []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1800})
-
-            def watch(page):
-                page.on("console", lambda msg: msg.type == "error" and errors.append(f"{msg.text} at {msg.location}"))
-                page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-                page.on("dialog", lambda dialog: (dialogs.append(f"{dialog.type}: {dialog.message}"), dialog.dismiss()))
-
-            context.on("page", watch)
-            page = context.new_page()
-            page.goto(url, wait_until="load", timeout=WAIT_MS)
-            expect(page.locator("#generate")).to_be_visible(timeout=WAIT_MS)
-            yield page, dialogs
-        finally:
-            browser.close()
-    assert not dialogs, dialogs
-    assert not page_errors, page_errors
-    assert not errors, errors
-
-
-def _assert_inert(page, dialogs) -> None:
-    """No element, link, bold text or script that the hostile text could have made, and no dialog."""
+def assert_inert(page) -> None:
+    """Nothing the hostile text could have made: no element, link, bold text or script."""
     for selector in ("img[src='x']", "[onerror]", "a[href^='javascript']", "b:has-text('bold')"):
         assert page.locator(selector).count() == 0, selector
-    for area in ("#chips", "#attn-chips", "#output", "#status", *PLOTS):
-        assert page.locator(f"{area} b, {area} img").count() == 0, area
-    # plotly turns <b> into a bold tspan and <a> into an svg link: neither may come from the text
     assert page.locator(", ".join(f"{p} svg tspan[style*='bold'], {p} svg a" for p in PLOTS)).count() == 0
-    assert not page.evaluate("() => [...document.scripts].some(s => s.textContent.includes('alert('))"), (
-        "an injected <script> element"
-    )
-    assert not dialogs, dialogs
+    assert not page.evaluate("() => [...document.scripts].some(s => s.textContent.includes('alert('))")
 
 
-def test_browser_end_to_end(app_server):
-    with _browser(app_server) as (page, dialogs):
-        # ---- 1. hostile prompt, streamed output ---------------------------------------------------
-        page.locator("#prompt textarea").fill(HOSTILE)
-        # a longer text than the default 40 tokens, so that streaming shows on a fast machine too
-        page.get_by_text("Sampling", exact=True).click()
-        _set_max_tokens(page, NEW_TOKENS)
-        page.evaluate(RECORD_LENGTHS)
-        start = time.monotonic()
+def test_desktop_every_answer_is_in_view(app_server):
+    with browser_page(app_server) as page:
+        # a fresh page: Plotly came with the page, so the first heatmap follows generation closely
+        page.locator("#prompt textarea").fill(REPEATED)
+        set_max_tokens(page, 150)  # long enough to stream in several updates on a fast machine
+        page.evaluate("() => { window.__counts = []; window.__rec = setInterval(() => window.__counts.push(document.querySelectorAll('#chips .token .text:not(.unlabeled)').length), 5); }")
+        page.locator("#prompt textarea").press("Control+Enter")  # the keyboard generates too
+        expect(status(page)).to_have_value(re.compile(r"^Done: 150 new tokens"), timeout=WAIT_MS)
+        done = time.monotonic()
+        chips = chip_texts(page)
+        page.wait_for_function(HEATMAP_IS, arg=len(chips), timeout=WAIT_MS)
+        print(f"\nfirst heatmap {time.monotonic() - done:.2f} s after generation ended, in a fresh page")
+        counts = page.evaluate("() => { clearInterval(window.__rec); return [...new Set(window.__counts)]; }")
+        assert len([c for c in counts if 0 < c < len(chips)]) >= 2, f"the text did not stream: {counts}"
+        for selector in ("#chips", "#heatmap .nsewdrag", "#attn-chips", "#next-tokens"):
+            assert in_view(page, selector), selector
+        assert "Stop" in page.locator("#stop").inner_text() and page.locator("#stop").is_disabled()
+
+        # hover a cell, then click a token: it is marked, its row outlined, its panels updated, in view
+        hover = hover_cell(page, 12, 11, len(chips))
+        assert re.fullmatch(r"query '␣crown' \(12\) → key '␣sword' \(11\): \d\.\d{3}", hover), hover
+        page.locator(TOKEN_CHIPS).nth(12).click()
+        expect(status(page)).to_have_value("Query: token 12 '␣crown'.", timeout=WAIT_MS)
+        expect(page.locator("#attn-chips label")).to_have_text(re.compile("What token 12 attends to"), timeout=WAIT_MS)
+        expect(page.locator("#next-tokens label")).to_have_text("Next token after position 12", timeout=WAIT_MS)
+        query_chip = page.locator(TOKEN_CHIPS).nth(12)
+        expect(query_chip).to_have_css("background-color", "rgba(228, 87, 86, 0.5)", timeout=WAIT_MS)
+        row = page.evaluate("() => document.querySelector('#heatmap .js-plotly-plot').layout.shapes[0].y0")
+        assert row == 11.5
+        for selector in ("#chips", "#heatmap .nsewdrag", "#attn-chips", "#next-tokens"):
+            assert in_view(page, selector), selector
+
+        # a click on a heatmap row makes that token the query
+        box = plot_area(page, "#heatmap")
+        page.mouse.click(box["x"] + 0.1 * box["width"], box["y"] + (30.5 / len(chips)) * box["height"])
+        expect(status(page)).to_have_value(re.compile(r"^Query: token 30 "), timeout=WAIT_MS)
+
+        # the induction head, picked in the grid and in the score map, opens everywhere
+        page.get_by_role("tab", name="All heads").click()
+        page.locator("#tab-heads").get_by_label("induction").check()
+        box = plot_area(page, "#grid")
+        page.mouse.click(box["x"] + box["width"] * 0.125, box["y"] + box["height"] * (1.6 / 6))  # L1 H0
+        expect(page.locator("#head input")).to_have_value(re.compile(r"^L1 H0 · induction"), timeout=WAIT_MS)
+        box = plot_area(page, "#scores")
+        page.mouse.click(box["x"] + box["width"] * 0.625, box["y"] + box["height"] * (4.5 / 6))  # L4 H2
+        expect(page.locator("#head input")).to_have_value(re.compile(r"^L4 H2 "), timeout=WAIT_MS)
+        shape = page.evaluate("() => document.querySelector('#scores .js-plotly-plot').layout.shapes[0]")
+        assert (shape["x0"], shape["y0"]) == (1.5, 3.5)
+        page.get_by_role("tab", name="Attention").click()
+        expect(page.locator("#heatmap label")).to_have_text(re.compile(r"Attention of L4 H2"), timeout=WAIT_MS)
+        assert in_view(page, "#heatmap .nsewdrag")
+        assert plot_area(page, "#heatmap")["width"] > 400  # redrawn at its width after the tab opened
+
+        # Stop ends a long generation and says how far it got
+        set_max_tokens(page, 1000)
         page.locator("#generate").click()
-        chip_texts = _wait_done(page, NEW_TOKENS)
-        lengths = page.evaluate(STOP_RECORDING)
-        output = page.locator("#output textarea").input_value()
-        print(f"generation and views: {time.monotonic() - start:.1f} s; output lengths seen: {lengths}")
-        assert output.startswith(HOSTILE) and len(output) > len(HOSTILE), output
-        assert lengths[-1] == len(output) == max(lengths), lengths
-        intermediate = {n for n in lengths if 0 < n < len(output)}
-        assert len(intermediate) >= 2, f"the text did not stream: lengths seen {lengths}"
-
-        # ---- 2. hostile text shows as text ----------------------------------------------------------
-        n_tokens = len(chip_texts)
-        assert n_tokens > 10, chip_texts
-        assert SCRIPT in "".join(chip_texts), chip_texts
-        _assert_inert(page, dialogs)
-        texts = _plot_texts(page)
-        ticks = page.locator("#heatmap .xtick text, #heatmap .ytick text").all_text_contents()
-        assert any(re.fullmatch(r"'.*[<>].*' \(\d+\)", t) for t in ticks), ticks  # "<", ">" as characters
-        # labels are escaped once, for plotly; a second escape would show entities as text
-        assert not [t for t in texts if re.search(r"&(lt|gt|amp|quot|#x?[0-9a-f]+);", t)], texts
-
-        # ---- 3. hover a cell: any lower-left cell, then the cell "script" -> "<" ------------------
-        box = _plot_area(page)
-        page.mouse.move(box["x"] + 0.25 * box["width"], box["y"] + 0.75 * box["height"], steps=3)
-        label = page.locator("#heatmap .hoverlayer .hovertext")
-        expect(label).to_have_text(HOVER_RE, timeout=HOVER_MS)
-        assert HOVER_RE.fullmatch(label.text_content()), label.text_content()
-        lt = chip_texts.index("<")
-        assert chip_texts[lt + 1] == "script", chip_texts
-        hover = _hover_cell(page, lt + 1, lt, n_tokens)
-        assert re.fullmatch(rf"query 'script' \({lt + 1}\) → key '<' \({lt}\): \d\.\d{{3}}", hover), hover
-
-        # ---- 4. click the "<" token: it becomes the query ----------------------------------------
-        page.locator("#chips .token").nth(lt).click()
-        expect(page.locator("#status textarea")).to_have_value(f"Query: token {lt} '<'.", timeout=WAIT_MS)
-        expect(page.locator("#next-tokens .gtitle")).to_have_text(f"next token after '<' ({lt})", timeout=WAIT_MS)
-        expect(page.locator("#attn-chips .token .text").nth(lt)).to_have_text("[<]", timeout=WAIT_MS)
-
-        # ---- 5. another head from the dropdown --------------------------------------------------
-        title = page.locator("#heatmap .gtitle")
-        first_head, first_title = page.locator("#head input").input_value(), title.text_content()
-        assert first_head.startswith("L0 H0 · ") and first_title.startswith("layer 0, head 0 ("), first_title
-        label, expected_title = _choose_head(page, 2)
-        assert label.startswith("L0 H2 · ") and label != first_head, label
-        expect(page.locator("#head input")).to_have_value(label, timeout=WAIT_MS)
-        expect(title).to_have_text(expected_title, timeout=WAIT_MS)
-        assert expected_title != first_title
-        hover = _hover_cell(page, lt + 1, lt, n_tokens)
-        assert re.fullmatch(rf"query 'script' \({lt + 1}\) → key '<' \({lt}\): \d\.\d{{3}}", hover), hover
-
-        # ---- 6. a benign example for the screenshot ---------------------------------------------
-        page.get_by_role("button", name=re.compile(r"^sword crown honey")).first.click()
-        expect(page.locator("#prompt textarea")).to_have_value(re.compile(r"^sword crown honey"), timeout=WAIT_MS)
-        page.locator("#generate").click()
-        expect(page.locator("#output textarea")).to_have_value(re.compile(r"^sword crown honey"), timeout=WAIT_MS)
-        _wait_done(page, NEW_TOKENS)
-        # the same head stays chosen (its scores are those of the new text)
-        expect(page.locator("#head input")).to_have_value(re.compile(rf"^{label.split(' · ')[0]} · "), timeout=WAIT_MS)
-        expect(title).to_have_text(re.compile(rf"^{re.escape(expected_title.split(' (')[0])} \("), timeout=WAIT_MS)
-        # the screenshot shows the bundled model's induction head on the repeated sequence
-        label, induction_title = _choose_most_inductive_head(page)
-        assert induction_title.endswith("(induction)"), label
-        expect(title).to_have_text(induction_title, timeout=WAIT_MS)
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
-
-        # ---- 7. Stop cancels a long generation ----------------------------------------------------
-        _set_max_tokens(page, 1000)
-        page.locator("#generate").click()
-        output_box = page.locator("#output textarea")
-        expect(page.locator("#status textarea")).to_have_value(re.compile("^Generating 1000 tokens"), timeout=WAIT_MS)
-        page.wait_for_function(
-            "(n) => document.querySelector('#output textarea').value.length > n",
-            arg=len(page.locator("#prompt textarea").input_value()) + 20,
-            timeout=WAIT_MS,
-        )
+        expect(status(page)).to_have_value(re.compile("^Generating 1000 tokens"), timeout=WAIT_MS)
+        expect(page.locator("#stop")).to_be_enabled(timeout=WAIT_MS)
+        page.wait_for_function("(n) => document.querySelectorAll('#chips .token .text:not(.unlabeled)').length > n", arg=len(chips) + 20, timeout=WAIT_MS)
         page.locator("#stop").click()
-        time.sleep(1.0)  # let an update already in flight arrive
-        stopped_at = len(output_box.input_value())
-        time.sleep(3.0)
-        assert len(output_box.input_value()) == stopped_at, "text kept streaming after Stop"
-        assert not page.locator("#status textarea").input_value().startswith("Done: 1000")
+        expect(status(page)).to_have_value(re.compile(r"^Stopped after \d+ new tokens\.$"), timeout=WAIT_MS)
+        page.wait_for_timeout(1500)
+        stopped_at = len(chip_texts(page))
+        page.wait_for_timeout(2000)
+        assert len(chip_texts(page)) == stopped_at, "text kept streaming after Stop"
+        said = int(re.search(r"after (\d+)", status(page).input_value()).group(1))
+        prompt_chips = len(chips) - 150
+        assert abs(said - (stopped_at - prompt_chips)) <= 2
+        expect(page.locator("#stop")).to_be_disabled(timeout=WAIT_MS)
 
 
-# a heatmap's row labels ("'tok' (i)", HTML-escaped for plotly) decoded back to the tokens' visible text
+def test_long_messages_are_whole_and_long_prompts_are_cut_where_marked(app_server):
+    with browser_page(app_server) as page:
+        chips = generate(page, "word " * 400, max_tokens=4)
+        box = status(page)
+        message = box.input_value()
+        assert "were cut" in message and message.endswith("or a head in the grid.")
+        assert box.evaluate("(e) => e.scrollHeight <= e.clientHeight + 1"), "the status box cuts its message"
+        assert not chips[0].startswith("✂")  # the marker is plain text, not a clickable chip
+        assert page.locator("#chips .textfield").inner_text().startswith("✂")
+        assert len(chips) == 256 and page.evaluate("() => document.querySelector('#heatmap .js-plotly-plot').data[0].y.length") == 256
+        page.locator(TOKEN_CHIPS).nth(255).click()
+        expect(status(page)).to_have_value(re.compile(r"^Query: token 255 "), timeout=WAIT_MS)
+        expect(page.locator("#next-tokens label")).to_have_text("Next token after position 255", timeout=WAIT_MS)
+
+
+def test_phone_one_column_wide_plots(app_server):
+    with browser_page(app_server, PHONE) as page:
+        chips = generate(page, REPEATED)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+        assert plot_area(page, "#heatmap")["width"] >= 250
+        assert page.locator(".modebar-container .modebar").count() == 0  # no toolbar over the titles
+        assert page.evaluate("() => document.documentElement.scrollHeight") < 4000
+        page.locator(TOKEN_CHIPS).nth(5).click()
+        expect(status(page)).to_have_value(re.compile(r"^Query: token 5 "), timeout=WAIT_MS)
+        page.locator("#next-tokens").scroll_into_view_if_needed()
+        assert plot_area(page, "#next-tokens")["width"] >= 250
+        page.get_by_role("tab", name="All heads").click()
+        assert plot_area(page, "#grid")["width"] >= 250
+        assert len(chips) > 40
+
+
+def test_dark_mode_reaches_the_plots(app_server):
+    with browser_page(app_server, query="?__theme=dark") as page:
+        generate(page, "ROMEO:", max_tokens=8)
+        assert page.evaluate("() => document.body.classList.contains('dark')")
+        fill = page.evaluate("() => getComputedStyle(document.querySelector('#heatmap .xtick text')).fill")
+        red, green, blue = (int(v) for v in re.findall(r"\d+", fill)[:3])
+        assert red + green + blue > 450, fill  # light text on the dark page
+        paper = page.evaluate("() => getComputedStyle(document.querySelector('#heatmap .main-svg')).backgroundColor")
+        assert paper in ("rgba(0, 0, 0, 0)", "transparent"), paper
+
+
 HEATMAP_TOKENS = """(selector) => document.querySelector(selector).data[0].y.map((label) => {
     const text = new DOMParser().parseFromString(label, 'text/html').documentElement.textContent;
     return text.replace(/^'(.*)' \\(\\d+\\)$/s, '$1');
 })"""
 
 
-def _as_text(visible_tokens: list[str]) -> str:
-    """Token chips or labels joined back into text (the visible whitespace marks undone)."""
+def as_text(visible_tokens: list[str]) -> str:
     return "".join(visible_tokens).replace("␣", " ").replace("↵", "\n")
 
 
-def _token_start(chips: list[str], hostile: str) -> int:
-    """Index of the first chip at or after where `hostile` begins in the text the chips spell."""
-    offset, text = 0, _as_text(chips)
-    start = text.index(hostile)
-    for n, chip in enumerate(chips):
-        if offset >= start:
-            return n
-        offset += len(_as_text([chip]))
-    raise AssertionError(hostile)
-
-
-def _assert_export_is_literal(page, html_path: Path, npz_bytes: bytes, chips: list[str]) -> None:
-    """The exported heatmap page renders the tokens as text, runs nothing, and the .npz holds them verbatim."""
-    import numpy as np
-
-    data = np.load(io.BytesIO(npz_bytes), allow_pickle=False)
-    tokens = [str(t) for t in data["tokens"]]
-    assert [t.replace(" ", "␣").replace("\n", "↵") for t in tokens] == chips
-    export = page.context.new_page()
-    export.goto(html_path.as_uri(), wait_until="load", timeout=WAIT_MS)
-    export.wait_for_selector(".js-plotly-plot .xtick text", timeout=WAIT_MS)
-    labels = export.evaluate(HEATMAP_TOKENS, ".js-plotly-plot")
-    ticks = export.locator(".ytick text").all_text_contents()
-    for hostile in HOSTILE_STRINGS:
-        assert hostile in _as_text(labels), (hostile, labels)
-    assert any(t.startswith("'<' (") for t in ticks), ticks
-    for selector in ("img[src='x']", "[onerror]", "a[href^='javascript']", "svg a", "tspan[style*='bold']"):
-        assert export.locator(selector).count() == 0, selector
-    export.close()
-
-
-def test_every_hostile_string_is_literal_in_every_view_and_export(app_server, tmp_path):
-    """Each string of the issue's list, typed as a prompt line, shows verbatim in the token chips, the
-    heatmap's labels and hover, the query chips and the exported HTML and .npz; nothing runs."""
-    with _browser(app_server) as (page, dialogs):
-        page.locator("#prompt textarea").fill("\n".join(HOSTILE_STRINGS))
-        page.locator("#generate").click()
-        chips = _wait_done(page, 40)
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_hostile_text_is_literal_in_every_view_and_the_lab(app_server, tmp_path, viewport):
+    with browser_page(app_server, viewport) as page:
+        chips = generate(page, "\n".join(HOSTILE_STRINGS), max_tokens=8)
         labels = page.evaluate(HEATMAP_TOKENS, "#heatmap .js-plotly-plot")
         assert labels == chips
-        attn_chips = page.locator("#attn-chips .token .text").all_text_contents()
-        assert attn_chips[:-1] == chips[:-1] and attn_chips[-1] == f"[{chips[-1]}]"  # the last token is the query
         for hostile in HOSTILE_STRINGS:
-            assert hostile in _as_text(chips), (hostile, chips)
-            start = _token_start(chips, hostile)
-            hover = _hover_cell(page, start + 1, start, len(chips))
-            expected = rf"query '{re.escape(chips[start + 1])}' \({start + 1}\) → key '{re.escape(chips[start])}' \({start}\): \d\.\d{{3}}"
-            assert re.fullmatch(expected, hover), (hostile, hover)
-        # the head grid draws no token text at all, so none can leak into it
-        assert not [t for t in page.locator("#grid svg text").all_text_contents() if set(t) & set("<>${}")]
-        _assert_inert(page, dialogs)
+            assert hostile in as_text(chips), hostile
+        query_chips = page.locator("#attn-chips .token .text").all_text_contents()
+        assert "<script>alert(1)</script>" in as_text(query_chips)
+        assert_inert(page)
 
-        page.locator("#export").click()
-        links = page.locator("#exports a[href]")
-        expect(links).to_have_count(2, timeout=WAIT_MS)
-        hrefs = {
-            Path(a.get_attribute("download") or a.inner_text()).suffix: a.get_attribute("href") for a in links.all()
-        }
-        html_path = tmp_path / "heatmap.html"
-        html_path.write_bytes(page.request.get(hrefs[".html"]).body())
-        npz_bytes = page.request.get(hrefs[".npz"]).body()
-        _assert_export_is_literal(page, html_path, npz_bytes, chips)
-        _assert_inert(page, dialogs)
+        # the lab's views, escaped too, and as wide as the screen allows
+        page.get_by_role("tab", name="Lab").click()
+        page.get_by_role("tab", name="Loss & lens").click()
+        page.locator("#lab-loss-btn").click()
+        expect(page.locator("#lab-lens label")).to_have_text(re.compile("Logit lens"), timeout=WAIT_MS)
+        page.wait_for_function("() => { const p = document.querySelector('#lab-lens .js-plotly-plot'); return p && p.data[0] && p.data[0].type === 'heatmap'; }", timeout=WAIT_MS)
+        hover_names = page.evaluate("() => document.querySelector('#lab-loss .js-plotly-plot').data[0].customdata.map(c => Array.isArray(c) ? c[0] : c)")
+        decoded = page.evaluate("(names) => names.map(n => new DOMParser().parseFromString(n, 'text/html').documentElement.textContent)", hover_names)
+        assert any("'<'" in name for name in decoded) and not any("&lt;" in name for name in decoded)
+        assert plot_area(page, "#lab-lens")["width"] >= (250 if viewport is PHONE else 500)
+        page.get_by_role("tab", name="Attribution").click()
+        page.locator("#lab-attr-btn").click()
+        expect(page.locator("#lab-sweep label")).to_have_text(re.compile("Each head alone mean-ablated"), timeout=WAIT_MS)
+        page.wait_for_function("() => { const p = document.querySelector('#lab-sweep .js-plotly-plot'); return p && p._fullData && p._fullData[0].z.length === 6; }", timeout=WAIT_MS)
+        assert_inert(page)
+
+        page.locator("#lab-export").click()
+        links = page.locator("#lab-exports a[href]")
+        expect(links).to_have_count(12, timeout=WAIT_MS)
+        html_link = next(a.get_attribute("href") for a in links.all() if (a.get_attribute("download") or a.inner_text()).endswith("loss.html"))
+        page_path = tmp_path / "loss.html"
+        page_path.write_bytes(page.request.get(html_link).body())
+        export = page.context.new_page()
+        export.goto(page_path.as_uri(), wait_until="load", timeout=WAIT_MS)
+        export.wait_for_selector(".js-plotly-plot .xtick text", timeout=WAIT_MS)
+        assert "<script>alert(1)</script>" in export.title()
+        for selector in ("img[src='x']", "[onerror]", "a[href^='javascript']", "svg a", "tspan[style*='bold']"):
+            assert export.locator(selector).count() == 0, selector
+        export.close()
+
+
+def test_the_induction_circuit_in_three_clicks(app_server):
+    """The lab's tutorial: load the example, ablate layer 1 (the repeat's loss jumps), then L0 H0 (so
+    does it, and layer 1's stripes vanish in the ablated run), then L4 H2 (nothing happens)."""
+    with browser_page(app_server) as page:
+        page.get_by_role("tab", name="Lab").click()
+        page.get_by_role("button", name="1. Load the example").click()
+        expect(status(page)).to_have_value(re.compile(r"^Done: "), timeout=WAIT_MS)
+        lab_status = page.locator("#lab-status textarea")
+        rises = {}
+        for button, heads in (("Ablate layer 1", "L1H0, L1H1"), ("Ablate L0 H0", "L0H0"), ("Ablate L4 H2", "L4H2")):
+            page.get_by_role("button", name=button).click()
+            expect(lab_status).to_have_value(re.compile(rf"^zero-ablated {heads}.*mean loss .* → .* nats$"), timeout=WAIT_MS)
+            before, after = (float(v) for v in re.search(r"mean loss ([\d.]+) → ([\d.]+) nats", lab_status.input_value()).groups())
+            rises[button] = after - before
+        assert rises["Ablate layer 1"] > 1.5 and rises["Ablate L0 H0"] > 1.5 and abs(rises["Ablate L4 H2"]) < 0.2, rises
+        # the Attention tab shows the ablated run on request
+        page.get_by_role("tab", name="Attention").click()
+        expect(page.locator("#run")).to_be_visible(timeout=WAIT_MS)

@@ -79,6 +79,8 @@ Then ask which heads carry a prediction directly (*Attribution*) and what a chan
 FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
 CSS = """
+/* a plot's label above the plot, not over its top-left corner */
+.gradio-container .block [data-testid="block-label"].float { position: relative; top: 0; left: 0; margin-bottom: 2px; }
 #chips { max-height: 44vh; overflow-y: auto; }
 #attn-chips { max-height: 30vh; overflow-y: auto; }
 #heatmap .js-plotly-plot, #heatmap [data-testid=plotly] { aspect-ratio: 1 / 1; max-height: 80vh; }
@@ -729,9 +731,10 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
         **private,
     )
     generation.then(refresh_views, view_inputs, view_outputs, **private)
-    stop_btn.click(stopped, [session_state], [status_box, generate_btn, stop_btn], cancels=[generation], **private).then(
-        refresh_views, view_inputs, view_outputs, **private
-    )
+    # cancel first, then count: the last tokens streamed before the cancel took effect are in the session
+    stop_btn.click(None, cancels=[generation], **private).then(
+        stopped, [session_state], [status_box, generate_btn, stop_btn], **private
+    ).then(refresh_views, view_inputs, view_outputs, **private)
     model_box.input(switch_model, [model_box, session_state], [model_box, status_box], **private)
     gr.on([head_box.input, options_box.input, score_name.input, run_box.input], update_head, view_inputs, [*attention_outputs, grid, scores_plot, status_box], **private)
     chips.select(select_query, [session_state, head_box, options_box, run_box, ablation_state], [query_state, status_box, *attention_outputs], **private)
