@@ -1,5 +1,6 @@
 """How batch size decides whether an induction head forms: a small GPT-2 trained only on repeated
-random windows (`gpt2.train.copy_batch`) over the most frequent Shakespeare tokens.
+random windows (`gpt2.curriculum.copy_batch`, what `gpt2.train --batch copy=N` trains on) over the
+most frequent Shakespeare tokens.
 
     python bench/induction_toy.py --windows 256 --steps 200    # forms one (0.52 at step 200 here)
     python bench/induction_toy.py --windows 32 --steps 400     # stays at chance
@@ -19,10 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gpt2.analysis import induction_probe  # noqa: E402
-from gpt2.config import GPT2Config  # noqa: E402
+from gpt2.analysis import analyze  # noqa: E402
+from gpt2.config import VOCAB_SIZE, GPT2Config  # noqa: E402
+from gpt2.curriculum import copy_batch, lm_loss  # noqa: E402
+from gpt2.data import frequent_tokens, random_repeated_tokens, read_corpus, split_tokens  # noqa: E402
 from gpt2.model import GPT2  # noqa: E402
-from gpt2.train import copy_batch, frequent_tokens, lm_loss, read_corpus, split_tokens  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -39,24 +41,32 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> None:
+def best_induction_score(model, pool, length: int = 50, seeds=(0, 1)) -> float:
+    """The best head's induction score, averaged over random sequences of `pool` tokens repeated
+    twice (what `gpt2.probes.induction_probe` measures)."""
+    runs = [analyze(model, random_repeated_tokens(length, pool, seed)).scores["induction"] for seed in seeds]
+    return torch.stack(runs).mean(0).max().item()
+
+
+def toy_model(args) -> GPT2:
+    """A fresh model from torch's global generator: 4 heads, 128 wide, `--num-layers` deep."""
+    block_size = max(args.seq_len, 100)  # the probe's sequences are 100 tokens
+    config = GPT2Config(VOCAB_SIZE, embed_dim=128, num_heads=4, num_layers=args.num_layers, block_size=block_size)
+    return GPT2.from_config(config)
+
+
+def main(argv=None) -> list[dict]:
+    """Train and print; returns each printed step's {"step", "loss", "induction"}."""
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     train_ids = split_tokens(read_corpus(None)).train
     pool = frequent_tokens(train_ids, args.pool_size)
-    config = GPT2Config(
-        vocab_size=50257,
-        num_layers=args.num_layers,
-        num_heads=4,
-        embed_dim=128,
-        block_size=max(args.seq_len, 100),
-        dropout_p=0.0,
-    )
-    model = GPT2.from_config(config)
+    model = toy_model(args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     data_rng = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
+    history = []
     for step in range(1, args.steps + 1):
         idx, targets = copy_batch(pool, args.windows, args.seq_len, data_rng)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -66,13 +76,15 @@ def main(argv=None) -> None:
         optimizer.zero_grad(set_to_none=True)
         if step % args.every == 0 or step == args.steps:
             model.eval()
-            induction = induction_probe(model, pool, seeds=(0, 1)).max().item()
+            induction = best_induction_score(model, pool)
             model.train()
+            history.append(dict(step=step, loss=loss.item(), induction=induction))
             minutes = (time.perf_counter() - start) / 60
             print(
                 f"step {step}: loss {loss.item():.3f}, best induction score {induction:.3f}, {minutes:.1f} min",
                 flush=True,
             )
+    return history
 
 
 if __name__ == "__main__":

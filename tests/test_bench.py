@@ -1,7 +1,8 @@
-"""The benchmarks keep working: bench.py --quick runs every row at tiny sizes, and the induction toy
-trains for two steps (no timing is asserted)."""
+"""The benchmarks keep working: bench.py --quick runs every row at tiny sizes, train_speed.py --quick
+takes two tiny steps per variant, and the induction toy trains for two steps (no timing is asserted)."""
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -42,14 +43,40 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path, capsys):
 
 
 def test_induction_toy_trains_and_reports(capsys):
-    from gpt2.train import DEFAULT_DATA
+    import torch
+    import torch.nn.functional as F
+
+    from gpt2.data import DEFAULT_DATA, frequent_tokens, read_corpus, split_tokens
 
     if not DEFAULT_DATA.is_file():
         pytest.skip(f"the Shakespeare corpus is not at {DEFAULT_DATA}")
     import induction_toy
 
-    induction_toy.main(["--windows", "4", "--steps", "2", "--num-layers", "1", "--every", "1", "--threads", "1"])
+    argv = ["--windows", "4", "--steps", "2", "--num-layers", "1", "--every", "1", "--threads", "1"]
+    history = induction_toy.main(argv)
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["step 1", "step 2"]
-    loss, score = (float(part.split()[-1]) for part in lines[-1].split(":")[1].split(",")[:2])
-    assert 0 < loss < 20 and 0 <= score <= 1
+    loss, score = (float(part.split()[-1]) for part in lines[0].split(":")[1].split(",")[:2])
+    assert (loss, score) == (round(history[0]["loss"], 3), round(history[0]["induction"], 3))
+    # step 1's loss is the fresh model's on the first copy batch, over the 500-token pool's logits only:
+    # recomputed here with full logits and F.cross_entropy, and close to uniform over the pool
+    args = induction_toy.parse_args(argv)
+    torch.manual_seed(args.seed)
+    model = induction_toy.toy_model(args)
+    pool = frequent_tokens(split_tokens(read_corpus(None)).train, args.pool_size)
+    x, y = induction_toy.copy_batch(pool, args.windows, args.seq_len, torch.Generator().manual_seed(args.seed))
+    logits = model(x)[..., pool]
+    expected = F.cross_entropy(logits.reshape(-1, pool.numel()), (y[..., None] == pool).int().argmax(-1).view(-1))
+    assert abs(history[0]["loss"] - expected.item()) < 0.02  # the toy runs in bf16
+    assert abs(expected.item() - math.log(500)) < 0.1  # not the full vocabulary's log(50257) = 10.8
+    assert all(h["induction"] < 0.2 for h in history)  # two steps of 4 windows form no induction head
+
+
+def test_train_speed_quick_runs_every_variant():
+    import train_speed
+
+    results = train_speed.main(["--quick"])
+    assert {"plain (fp32 logits + cross_entropy)", "ours (chunked head loss)"} <= results.keys()
+    assert results["plain (fp32 logits + cross_entropy)"]["vs_plain"] == 1.0
+    for row in results.values():
+        assert row["tokens_s"] == pytest.approx(2 * 32 / row["median_s"]) and row["median_s"] > 0
