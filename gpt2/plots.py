@@ -16,7 +16,7 @@ import plotly.io as pio
 
 MAX_AXIS = 256  # tokens on one heatmap axis before pooling
 MAX_TICK_LABELS = 32  # tick labels drawn on one axis; hover names every cell
-TICK_CHARS = 10  # characters of a token shown in a tick label
+TICK_CHARS = 8  # characters of a token shown in a tick label
 MASKED_COLOR = "rgba(128, 128, 128, 0.22)"
 VISIBLE_WHITESPACE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
 COLORSCALE = "Viridis"
@@ -61,9 +61,15 @@ def _base_layout(**extra) -> dict:
         paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)",
         font=dict(size=11),
-        margin=dict(l=8, r=8, t=TOP_MARGIN, b=8),
+        margin=dict(l=4, r=4, t=TOP_MARGIN, b=8),
         hoverlabel=dict(align="left"),
     ) | extra
+
+
+def _colorbar(title: str) -> dict:
+    """A short horizontal colour bar above the plot's right end: it takes no width from the plot,
+    which matters on a phone."""
+    return dict(title=dict(text=title, side="right"), orientation="h", thickness=8, len=0.45, x=1, xanchor="right", y=1.01, yanchor="bottom")
 
 
 def with_title(fig: go.Figure, title: str) -> go.Figure:
@@ -123,7 +129,7 @@ def attention_heatmap(
             x=labels,
             y=labels,
             colorscale=COLORSCALE,
-            colorbar=dict(title=dict(text=bar_title, side="right"), orientation="h", thickness=8, len=0.45, x=1, xanchor="right", y=1.01, yanchor="bottom"),
+            colorbar=_colorbar(bar_title),
             hoverongaps=False,
             **extra,
         )
@@ -132,9 +138,9 @@ def attention_heatmap(
     ticks = dict(type="category", tickvals=labels[::step], ticktext=[escape_label(_short(t)) for t in tick_labels[::step]])
     fig.update_layout(
         # NaN cells (the future) show the plot's background: visibly masked
-        **_base_layout(margin=dict(l=8, r=8, t=TOP_MARGIN + 10, b=8), plot_bgcolor=MASKED_COLOR),
-        xaxis=dict(title=dict(text="key (attended to)", standoff=4), tickangle=-60, showgrid=False, automargin=True, **ticks),
-        yaxis=dict(title=dict(text="query (attending)", standoff=4), autorange="reversed", showgrid=False, automargin=True, **ticks),
+        **_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN + 10, b=8), plot_bgcolor=MASKED_COLOR),
+        xaxis=dict(title=dict(text="key (attended to); queries down", standoff=2), tickangle=-60, tickfont=dict(size=10), showgrid=False, automargin=True, **ticks),
+        yaxis=dict(autorange="reversed", tickfont=dict(size=10), showgrid=False, automargin=True, **ticks),
     )
     if query_row is not None:
         fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=query_row - 0.5, y1=query_row + 0.5, line=dict(color=HIGHLIGHT, width=2))
@@ -207,7 +213,7 @@ def layer_head_map(
             text=text,
             texttemplate="%{text}" if text is not None else None,
             textfont=dict(size=9),
-            colorbar=dict(title=dict(text=escape_label(title), side="right"), thickness=10),
+            colorbar=_colorbar(escape_label(title)),
             hovertemplate=f"%{{y}} %{{x}}: {hover_value}<extra></extra>",
             **color,
         )
@@ -226,7 +232,7 @@ def probability_text(p: float) -> str:
 def probability_bars(tokens: list[str], probs: np.ndarray, compare: np.ndarray | None = None, names=("clean", "ablated")) -> go.Figure:
     """Top next-token probabilities as horizontal bars, most likely on top, each labelled with its
     value, on an axis that fits them; with `compare`, a second bar per token (e.g. after ablation)."""
-    labels = [escape_label(f"{i + 1}. '{visible_token(tok)}'") for i, tok in enumerate(tokens)]
+    labels = [escape_label(f"{i + 1}. '{_short(tok)}'") for i, tok in enumerate(tokens)]  # the rank keeps them unique
     fig = go.Figure()
     series = [(names[0], probs, BAR_COLOR)] + ([(names[1], compare, "#e45756")] if compare is not None else [])
     for name, values, color in series:
@@ -243,7 +249,7 @@ def probability_bars(tokens: list[str], probs: np.ndarray, compare: np.ndarray |
         )
     top = float(max(np.max(probs), np.max(compare) if compare is not None else 0.0))
     fig.update_layout(
-        **_base_layout(margin=dict(l=8, r=36, t=TOP_MARGIN, b=8)),
+        **_base_layout(margin=dict(l=4, r=24, t=TOP_MARGIN, b=8)),
         barmode="group",
         showlegend=compare is not None,
         legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),
@@ -276,7 +282,7 @@ def token_line(hover_labels: list[str], series: dict[str, np.ndarray], y_title: 
             hovertemplate=template + f"<extra>{escape_label(name)}</extra>",
         )
     fig.update_layout(
-        **_base_layout(margin=dict(l=8, r=8, t=TOP_MARGIN, b=8)),
+        **_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN, b=8)),
         showlegend=len(series) > 1,
         legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),
         xaxis=dict(title="position", zeroline=False),
@@ -310,12 +316,12 @@ def lens_map(top_probs: np.ndarray, top_tokens: list[list[list[str]]], tokens: l
             colorscale=COLORSCALE,
             zmin=0,
             zmax=1,
-            colorbar=dict(title=dict(text="top p", side="right"), thickness=10),
+            colorbar=_colorbar("top p"),
             hovertemplate="%{y}, predicting after %{customdata[0]}:<br>%{customdata[1]}<extra></extra>",
         )
     )
     fig.update_layout(
-        **_base_layout(margin=dict(l=8, r=8, t=TOP_MARGIN, b=8)),
+        **_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN, b=8)),
         xaxis=dict(title="position (the prediction made there)", tickangle=-60, automargin=True, **_ticks(tokens)),
         yaxis=dict(autorange="reversed", automargin=True),
         height=max(260, 26 * L1 + 140),
@@ -336,12 +342,12 @@ def layer_position_map(values: np.ndarray, tokens: list[str], title: str) -> go.
             colorscale=DIVERGING,
             reversescale=True,
             zmid=0,
-            colorbar=dict(title=dict(text=escape_label(title), side="right"), thickness=10),
+            colorbar=_colorbar(escape_label(title)),
             hovertemplate="%{y} at %{customdata}: %{z:.3f}<extra></extra>",
         )
     )
     fig.update_layout(
-        **_base_layout(margin=dict(l=8, r=8, t=TOP_MARGIN, b=8)),
+        **_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN, b=8)),
         xaxis=dict(tickangle=-60, automargin=True, **_ticks(tokens)),
         yaxis=dict(autorange="reversed"),
         height=max(240, 28 * L + 130),
@@ -352,11 +358,11 @@ def layer_position_map(values: np.ndarray, tokens: list[str], title: str) -> go.
 def bar_series(labels: list[str], values: np.ndarray, title: str) -> go.Figure:
     """Vertical bars, one per label (e.g. each MLP's direct contribution)."""
     fig = go.Figure(go.Bar(x=labels, y=values.astype(np.float32), marker_color=BAR_COLOR, hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(**_base_layout(margin=dict(l=8, r=8, t=TOP_MARGIN, b=8)), yaxis=dict(title=escape_label(title), zeroline=True, automargin=True), xaxis=dict(automargin=True), height=240)
+    fig.update_layout(**_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN, b=8)), yaxis=dict(title=escape_label(title), zeroline=True, automargin=True), xaxis=dict(automargin=True), height=240)
     return fig
 
 
 def line_series(x: list, values: np.ndarray, y_title: str) -> go.Figure:
     fig = go.Figure(go.Scatter(x=x, y=values, mode="lines+markers", line=dict(color=BAR_COLOR), hovertemplate="%{x}: %{y}<extra></extra>"))
-    fig.update_layout(**_base_layout(margin=dict(l=8, r=8, t=TOP_MARGIN, b=8)), yaxis=dict(title=escape_label(y_title), automargin=True), height=220)
+    fig.update_layout(**_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN, b=8)), yaxis=dict(title=escape_label(y_title), automargin=True), height=220)
     return fig

@@ -220,3 +220,11 @@ def test_induction_probe_finds_the_bundled_models_induction_heads(bundled):
     assert ids.shape == (40,) and torch.equal(ids[:20], ids[20:]) and ids[:20].unique().numel() == 20
     scores = induction_probe(bundled, pool, length=20, seeds=(0, 1))
     assert scores.shape == (6, 4) and scores[1].min() > 0.5 and scores[[0, *range(2, 6)]].max() < 0.2
+
+
+def test_on_period_two_text_the_bundled_models_previous_token_head_keeps_its_role(bundled):
+    """"daughter been daughter been …": before the fix its previous-token head L0 H0 scored 0.96 on
+    induction and was labelled induction; the induction heads of layer 1 still are."""
+    analysis = analyze(bundled, get_tokenizer().encode(" daughter been" * 30))
+    assert analysis.scores["previous-token"][0, 0] > 0.9 and analysis.scores["induction"][0, 0] < 0.1
+    assert analysis.roles[0][0] == "previous-token" and analysis.roles[1] == ["induction"] * 4

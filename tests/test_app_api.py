@@ -87,8 +87,8 @@ def test_loss_and_logit_lens_endpoints(client):
 
 
 def test_head_effects_ablate_and_patch_endpoints(client):
-    effects = client.predict(REPEATED, BUNDLED_NAME, 10 + 11, "", api_name="/head_effects")
-    assert effects["position"] == 21 and effects["target"] == " crown"
+    effects = client.predict(REPEATED, BUNDLED_NAME, 12, "", api_name="/head_effects")  # after the second " crown"
+    assert effects["position"] == 12 and effects["target"] == " honey"
     assert len(effects["direct"]) == len(effects["ablation"]) == 6 and len(effects["ablation"][1]) == 4
     assert min(effects["ablation"][1]) < -1  # the induction heads carry the copy
     ablated = client.predict(REPEATED, BUNDLED_NAME, "L1", "zero", api_name="/ablate")

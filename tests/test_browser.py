@@ -62,6 +62,23 @@ def browser_page(url: str, viewport=DESKTOP, query: str = ""):
     assert not errors, errors
 
 
+def open_tab(page, name: str) -> None:
+    """Click the tab `name`, through the "More tabs" menu where a narrow screen folds it away."""
+    tab = page.get_by_role("tab", name=name, exact=True)
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+        return
+    for more in page.get_by_role("button", name="More tabs").all():
+        if more.is_visible():
+            more.click()
+            item = page.locator(".overflow-dropdown button", has_text=name)
+            if item.count() and item.first.is_visible():
+                item.first.click()
+                return
+            more.click()
+    raise AssertionError(f"no tab {name!r} on screen")
+
+
 def status(page):
     return page.locator("#status textarea")
 
@@ -114,11 +131,27 @@ def plot_area(page, plot: str) -> dict:
     return area.bounding_box()
 
 
-def hover_cell(page, query: int, key: int, n: int) -> str:
-    box = plot_area(page, "#heatmap")
+CELL_CENTER = """([query, key]) => {
+    const gd = document.querySelector('#heatmap .js-plotly-plot'), layout = gd._fullLayout, box = gd.getBoundingClientRect();
+    return [box.x + layout.xaxis._offset + layout.xaxis.l2p(key), box.y + layout.yaxis._offset + layout.yaxis.l2p(query)];
+}"""
+
+
+THUMBNAIL_CENTER = """([layer, head]) => {
+    const gd = document.querySelector('#grid .js-plotly-plot'), layout = gd._fullLayout, box = gd.getBoundingClientRect();
+    const cell = gd.layout.meta.cell;
+    return [box.x + layout.xaxis._offset + layout.xaxis.l2p((head + 0.4) * cell), box.y + layout.yaxis._offset + layout.yaxis.l2p((layer + 0.7) * cell)];
+}"""
+SCORE_MAP_SHOWS = "(name) => { const gd = document.querySelector('#scores .js-plotly-plot'); return !!(gd && gd._fullData && gd._fullData[0].colorbar.title.text === name); }"
+
+
+def hover_cell(page, query: int, key: int) -> str:
+    """Hover the heatmap cell (query row, key column); return plotly's hover label."""
+    page.locator("#heatmap .nsewdrag").first.scroll_into_view_if_needed()
     page.mouse.move(1, 1)
     expect(page.locator("#heatmap .hoverlayer .hovertext")).to_have_count(0, timeout=HOVER_MS)
-    page.mouse.move(box["x"] + (key + 0.5) / n * box["width"], box["y"] + (query + 0.5) / n * box["height"], steps=3)
+    x, y = page.evaluate(CELL_CENTER, [query, key])
+    page.mouse.move(x, y, steps=3)
     label = page.locator("#heatmap .hoverlayer .hovertext")
     expect(label).to_have_text(HOVER_RE, timeout=HOVER_MS)
     return label.text_content()
@@ -151,7 +184,7 @@ def test_desktop_every_answer_is_in_view(app_server):
         assert "Stop" in page.locator("#stop").inner_text() and page.locator("#stop").is_disabled()
 
         # hover a cell, then click a token: it is marked, its row outlined, its panels updated, in view
-        hover = hover_cell(page, 12, 11, len(chips))
+        hover = hover_cell(page, 12, 11)
         assert re.fullmatch(r"query '␣crown' \(12\) → key '␣sword' \(11\): \d\.\d{3}", hover), hover
         page.locator(TOKEN_CHIPS).nth(12).click()
         expect(status(page)).to_have_value("Query: token 12 '␣crown'.", timeout=WAIT_MS)
@@ -165,22 +198,22 @@ def test_desktop_every_answer_is_in_view(app_server):
             assert in_view(page, selector), selector
 
         # a click on a heatmap row makes that token the query
-        box = plot_area(page, "#heatmap")
-        page.mouse.click(box["x"] + 0.1 * box["width"], box["y"] + (30.5 / len(chips)) * box["height"])
+        page.mouse.click(*page.evaluate(CELL_CENTER, [30, 2]))
         expect(status(page)).to_have_value(re.compile(r"^Query: token 30 "), timeout=WAIT_MS)
 
         # the induction head, picked in the grid and in the score map, opens everywhere
-        page.get_by_role("tab", name="All heads").click()
+        open_tab(page, "All heads")
         page.locator("#tab-heads").get_by_label("induction").check()
-        box = plot_area(page, "#grid")
-        page.mouse.click(box["x"] + box["width"] * 0.125, box["y"] + box["height"] * (1.6 / 6))  # L1 H0
+        page.wait_for_function(SCORE_MAP_SHOWS, arg="induction", timeout=WAIT_MS)
+        page.locator("#grid .nsewdrag").first.scroll_into_view_if_needed()
+        page.mouse.click(*page.evaluate(THUMBNAIL_CENTER, [1, 0]))
         expect(page.locator("#head input")).to_have_value(re.compile(r"^L1 H0 · induction"), timeout=WAIT_MS)
         box = plot_area(page, "#scores")
         page.mouse.click(box["x"] + box["width"] * 0.625, box["y"] + box["height"] * (4.5 / 6))  # L4 H2
         expect(page.locator("#head input")).to_have_value(re.compile(r"^L4 H2 "), timeout=WAIT_MS)
         shape = page.evaluate("() => document.querySelector('#scores .js-plotly-plot').layout.shapes[0]")
         assert (shape["x0"], shape["y0"]) == (1.5, 3.5)
-        page.get_by_role("tab", name="Attention").click()
+        open_tab(page, "Attention")
         expect(page.locator("#heatmap label")).to_have_text(re.compile(r"Attention of L4 H2"), timeout=WAIT_MS)
         assert in_view(page, "#heatmap .nsewdrag")
         assert plot_area(page, "#heatmap")["width"] > 400  # redrawn at its width after the tab opened
@@ -229,7 +262,7 @@ def test_phone_one_column_wide_plots(app_server):
         expect(status(page)).to_have_value(re.compile(r"^Query: token 5 "), timeout=WAIT_MS)
         page.locator("#next-tokens").scroll_into_view_if_needed()
         assert plot_area(page, "#next-tokens")["width"] >= 250
-        page.get_by_role("tab", name="All heads").click()
+        open_tab(page, "All heads")
         assert plot_area(page, "#grid")["width"] >= 250
         assert len(chips) > 40
 
@@ -268,8 +301,8 @@ def test_hostile_text_is_literal_in_every_view_and_the_lab(app_server, tmp_path,
         assert_inert(page)
 
         # the lab's views, escaped too, and as wide as the screen allows
-        page.get_by_role("tab", name="Lab").click()
-        page.get_by_role("tab", name="Loss & lens").click()
+        open_tab(page, "Lab")
+        open_tab(page, "Loss & lens")
         page.locator("#lab-loss-btn").click()
         expect(page.locator("#lab-lens label")).to_have_text(re.compile("Logit lens"), timeout=WAIT_MS)
         page.wait_for_function("() => { const p = document.querySelector('#lab-lens .js-plotly-plot'); return p && p.data[0] && p.data[0].type === 'heatmap'; }", timeout=WAIT_MS)
@@ -277,7 +310,7 @@ def test_hostile_text_is_literal_in_every_view_and_the_lab(app_server, tmp_path,
         decoded = page.evaluate("(names) => names.map(n => new DOMParser().parseFromString(n, 'text/html').documentElement.textContent)", hover_names)
         assert any("'<'" in name for name in decoded) and not any("&lt;" in name for name in decoded)
         assert plot_area(page, "#lab-lens")["width"] >= (250 if viewport is PHONE else 500)
-        page.get_by_role("tab", name="Attribution").click()
+        open_tab(page, "Attribution")
         page.locator("#lab-attr-btn").click()
         expect(page.locator("#lab-sweep label")).to_have_text(re.compile("Each head alone mean-ablated"), timeout=WAIT_MS)
         page.wait_for_function("() => { const p = document.querySelector('#lab-sweep .js-plotly-plot'); return p && p._fullData && p._fullData[0].z.length === 6; }", timeout=WAIT_MS)
@@ -302,7 +335,7 @@ def test_the_induction_circuit_in_three_clicks(app_server):
     """The lab's tutorial: load the example, ablate layer 1 (the repeat's loss jumps), then L0 H0 (so
     does it, and layer 1's stripes vanish in the ablated run), then L4 H2 (nothing happens)."""
     with browser_page(app_server) as page:
-        page.get_by_role("tab", name="Lab").click()
+        open_tab(page, "Lab")
         page.get_by_role("button", name="1. Load the example").click()
         expect(status(page)).to_have_value(re.compile(r"^Done: "), timeout=WAIT_MS)
         lab_status = page.locator("#lab-status textarea")
@@ -314,5 +347,5 @@ def test_the_induction_circuit_in_three_clicks(app_server):
             rises[button] = after - before
         assert rises["Ablate layer 1"] > 1.5 and rises["Ablate L0 H0"] > 1.5 and abs(rises["Ablate L4 H2"]) < 0.2, rises
         # the Attention tab shows the ablated run on request
-        page.get_by_role("tab", name="Attention").click()
+        open_tab(page, "Attention")
         expect(page.locator("#run")).to_be_visible(timeout=WAIT_MS)

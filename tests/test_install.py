@@ -42,6 +42,13 @@ def test_the_installed_package_loads_the_bundled_model_anywhere(installed, tmp_p
     assert path.startswith(str(installed)) and layers == "6"
 
 
+def test_the_installed_package_carries_the_training_recipe(installed, tmp_path):
+    code = "from gpt2.recipes import stage_flags; print(' '.join(stage_flags('shakespeare', 'copy')))"
+    result = run_elsewhere(installed, tmp_path, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert "--batch copy=256" in result.stdout
+
+
 def test_the_installed_command_line_generates(installed, tmp_path):
     result = run_elsewhere(installed, tmp_path, "-m", "gpt2", "generate", "--prompt", "ROMEO:", "--max-new-tokens", "5")
     assert result.returncode == 0, result.stderr

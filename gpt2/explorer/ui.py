@@ -667,6 +667,10 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
                                 label="What the query attends to", combine_adjacent=False, show_inline_category=False, elem_id="attn-chips"
                             )
                             next_tokens = gr.Plot(_empty("The next-token probabilities at the query.", 200), label="Next token", elem_id="next-tokens")
+                    with gr.Accordion("Export this text's attention", open=False):
+                        gr.Markdown("Every layer's and head's maps (.npz, float16, with the tokens and head scores), and the heatmap above as a page that opens offline.")
+                        export_btn = gr.Button("Export attention (.npz) and heatmap (.html)", elem_id="export")
+                        exports = gr.File(label="Downloads", file_count="multiple", interactive=False, visible=False, elem_id="exports")
                 with gr.Tab("All heads", elem_id="tab-heads"):
                     score_name = gr.Radio(list(SCORE_NAMES), value="previous-token", label="Head score (click a head to open it)")
                     with gr.Row(equal_height=False):
@@ -714,10 +718,6 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
                             lab_patch_heads = gr.Plot(_empty("Each head's output patched."), label="Heads", elem_id="lab-patch-heads")
                     lab_export_btn = gr.Button("Export the lab's numbers (.json, .csv) and figures (.html)", elem_id="lab-export")
                     lab_exports = gr.File(label="Lab downloads", file_count="multiple", interactive=False, visible=False, elem_id="lab-exports")
-                with gr.Tab("Export", elem_id="tab-export"):
-                    gr.Markdown("Every layer's and head's attention of the current text (.npz, float16, with the tokens and head scores), and the current heatmap as a page that opens offline.")
-                    export_btn = gr.Button("Export attention (.npz) and heatmap (.html)", elem_id="export")
-                    exports = gr.File(label="Downloads", file_count="multiple", interactive=False, visible=False, elem_id="exports")
 
     view_inputs = [session_state, head_box, options_box, score_name, query_state, run_box, ablation_state]
     attention_outputs = [heatmap, attn_chips, next_tokens, chips]
