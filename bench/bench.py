@@ -33,7 +33,7 @@ SIZES = {
         block_size=1024,
         prompt=16,
         new_tokens=128,
-        lengths=(128, 512, 1024),
+        lengths=(256, 1024),
         reps=7,
     ),
     "quick": dict(

@@ -41,10 +41,10 @@ def _ids_tensor(model, ids) -> torch.Tensor:
 
 def _logits_rows(model, hidden: torch.Tensor):
     """Yield (rows, logits (n, V) in float32) of the LM head over `hidden` (N, C), a chunk at a time."""
-    weight = model.lm_head.weight
+    weight_t = model.lm_head.weight.T.contiguous()  # (C, V): the layout this matmul reads fastest
     for start in range(0, hidden.size(0), ROW_CHUNK):
         rows = slice(start, min(start + ROW_CHUNK, hidden.size(0)))
-        yield rows, (hidden[rows].to(weight.dtype) @ weight.T).float()
+        yield rows, (hidden[rows].to(weight_t.dtype) @ weight_t).float()
 
 
 # ---- per-token loss ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 MAX_AXIS = 256  # tokens on one heatmap axis before pooling
-MAX_TICK_LABELS = 32  # tick labels drawn on one axis; hover names every cell
+MAX_TICK_LABELS = 24  # tick labels drawn on one axis; hover names every cell
 TICK_CHARS = 8  # characters of a token shown in a tick label
 MASKED_COLOR = "rgba(128, 128, 128, 0.22)"
 VISIBLE_WHITESPACE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})

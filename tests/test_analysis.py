@@ -223,8 +223,9 @@ def test_induction_probe_finds_the_bundled_models_induction_heads(bundled):
 
 
 def test_on_period_two_text_the_bundled_models_previous_token_head_keeps_its_role(bundled):
-    """"daughter been daughter been …": before the fix its previous-token head L0 H0 scored 0.96 on
-    induction and was labelled induction; the induction heads of layer 1 still are."""
+    """"daughter been daughter been …": counting the previous token as an induction target, its
+    previous-token head L0 H0 scored 0.99 on induction and was labelled induction; now it is not,
+    and the induction heads of layer 1 still are."""
     analysis = analyze(bundled, get_tokenizer().encode(" daughter been" * 30))
     assert analysis.scores["previous-token"][0, 0] > 0.9 and analysis.scores["induction"][0, 0] < 0.1
     assert analysis.roles[0][0] == "previous-token" and analysis.roles[1] == ["induction"] * 4
