@@ -20,6 +20,7 @@ TICK_CHARS = 8  # characters of a token shown in a tick label
 MASKED_COLOR = "rgba(128, 128, 128, 0.22)"
 VISIBLE_WHITESPACE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
 COLORSCALE = "Viridis"
+PLOT_CONFIG = {"displaylogo": False, "displayModeBar": False}
 TOP_MARGIN = 10  # the component's label sits above the plot (see the app's CSS)
 DIVERGING = "RdBu"
 BAR_COLOR = "#4c78a8"
@@ -82,9 +83,8 @@ def with_title(fig: go.Figure, title: str) -> go.Figure:
 def figure_json(fig: go.Figure) -> str:
     """The figure as Plotly JSON with its display config: no toolbar (it would sit over the labels;
     dragging still zooms and a double click resets)."""
-    spec = json.loads(pio.to_json(fig, validate=False))
-    spec["config"] = {"displaylogo": False, "displayModeBar": False}
-    return json.dumps(spec)
+    spec = pio.to_json(fig, validate=False)  # '{"data": ..., "layout": ...}'
+    return spec[:-1] + ', "config": ' + json.dumps(PLOT_CONFIG) + "}"
 
 
 def figure_bytes(fig: go.Figure) -> int:
@@ -123,28 +123,20 @@ def attention_heatmap(
         top = float(np.nanmax(z)) if np.isfinite(z).any() else 1.0
         extra = dict(zmin=0, zmax=top, hovertemplate="query %{y} → key %{x}: %{z:.3f}<extra></extra>")
         bar_title = "attention"
-    fig = go.Figure(
-        go.Heatmap(
-            z=color,
-            x=labels,
-            y=labels,
-            colorscale=COLORSCALE,
-            colorbar=_colorbar(bar_title),
-            hoverongaps=False,
-            **extra,
-        )
-    )
     step = max(1, -(-n // MAX_TICK_LABELS))
     ticks = dict(type="category", tickvals=labels[::step], ticktext=[escape_label(_short(t)) for t in tick_labels[::step]])
-    fig.update_layout(
+    shapes = []
+    if query_row is not None:
+        shapes.append(dict(type="rect", x0=-0.5, x1=n - 0.5, y0=query_row - 0.5, y1=query_row + 0.5, line=dict(color=HIGHLIGHT, width=2)))
+    layout = go.Layout(
         # NaN cells (the future) show the plot's background: visibly masked
         **_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN + 10, b=8), plot_bgcolor=MASKED_COLOR),
         xaxis=dict(title=dict(text="key (attended to); queries down", standoff=2), tickangle=-60, tickfont=dict(size=10), showgrid=False, automargin=True, **ticks),
         yaxis=dict(autorange="reversed", tickfont=dict(size=10), showgrid=False, automargin=True, **ticks),
+        shapes=shapes,
     )
-    if query_row is not None:
-        fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=query_row - 0.5, y1=query_row + 0.5, line=dict(color=HIGHLIGHT, width=2))
-    return fig
+    trace = go.Heatmap(z=color, x=labels, y=labels, colorscale=COLORSCALE, colorbar=_colorbar(bar_title), hoverongaps=False, **extra)
+    return go.Figure(trace, layout)
 
 
 def head_grid(thumbnails: np.ndarray, roles: list[list[str]], selected: tuple[int, int] | None = None) -> go.Figure:
@@ -179,13 +171,14 @@ def head_grid(thumbnails: np.ndarray, roles: list[list[str]], selected: tuple[in
         for layer in range(L)
         for head in range(H)
     ]
-    fig = go.Figure(go.Heatmap(z=mosaic, zmin=0, zmax=255, colorscale=colorscale, showscale=False, hoverinfo="none"))
-    for label in labels:
-        fig.add_annotation(label | dict(showarrow=False, font=dict(size=9 if H <= 6 else 7), yanchor="middle"))
+    font = dict(size=9 if H <= 6 else 7)
+    shapes = []
     if selected is not None:
         layer, head = selected
         x0, y0 = head * cell - 1, layer * cell + gap - 1
-        fig.add_shape(type="rect", x0=x0, x1=x0 + S + 1, y0=y0, y1=y0 + S + 1, line=dict(color=HIGHLIGHT, width=3))
+        shapes.append(dict(type="rect", x0=x0, x1=x0 + S + 1, y0=y0, y1=y0 + S + 1, line=dict(color=HIGHLIGHT, width=3)))
+    layout = go.Layout(annotations=[label | dict(showarrow=False, font=font, yanchor="middle") for label in labels], shapes=shapes)
+    fig = go.Figure(go.Heatmap(z=mosaic, zmin=0, zmax=255, colorscale=colorscale, showscale=False, hoverinfo="none"), layout)
     fig.update_xaxes(visible=False, constrain="domain", range=[-1, H * cell])
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
     fig.update_layout(**_base_layout(margin=dict(l=2, r=2, t=TOP_MARGIN, b=2)), meta=dict(cell=cell), height=max(240, min(1200, 95 * L + TOP_MARGIN)))
