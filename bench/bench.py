@@ -136,7 +136,9 @@ def row_analysis(size, length: int) -> dict:
     idx = torch.randint(0, 50257, (1, length))
     ids = idx[0].tolist()
     with torch.inference_mode():
-        t_ours, t_ref = median_times([lambda: analyze(ours, ids), lambda: reference(idx, output_attentions=True)], size["reps"])
+        t_ours, t_ref = median_times(
+            [lambda: analyze(ours, ids), lambda: reference(idx, output_attentions=True)], size["reps"]
+        )
     entry = Entry(analyze(ours, ids), [str(i) for i in ids])
     return {
         "T": length,
@@ -197,7 +199,13 @@ def row_app(size, bundled: bool) -> dict:
         "analysis_s": median_time(lambda: AnalysisCache().get("m", model, ids), size["reps"]),
         "switch_s": median_time(_switches(model, entry), size["reps"]),
         "heatmap_bytes": figure_bytes(heatmap),
-        "grid_s": median_time(lambda: (figure_json(views.grid_view(entry, (0, 0))), figure_json(views.score_view(entry, "induction", (0, 0)))), size["reps"]),
+        "grid_s": median_time(
+            lambda: (
+                figure_json(views.grid_view(entry, (0, 0))),
+                figure_json(views.score_view(entry, "induction", (0, 0))),
+            ),
+            size["reps"],
+        ),
         "grid_bytes": figure_bytes(grid) + figure_bytes(scores),
     }
 
@@ -255,9 +263,13 @@ def report(results: dict, size: dict) -> None:
     print(f"{'row':28s} {'ours':>14s} {'reference':>14s} {'ratio':>7s} {'peak RSS':>10s}")
     for name in ("decode float32", "decode bfloat16", "decode int8 weights"):
         r = rows[name]
-        print(f"{name:28s} {r['ours_tok_s']:10.1f} tok/s {r['reference_tok_s']:10.1f} tok/s {r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB")
+        print(
+            f"{name:28s} {r['ours_tok_s']:10.1f} tok/s {r['reference_tok_s']:10.1f} tok/s {r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB"
+        )
     f32 = rows["decode float32"]["ours_tok_s"]
-    print(f"{'floor (matvec per weight)':28s} {floor:10.1f} tok/s {'':>14s} {'':>7s} {rows['floor']['peak_rss_MB']:8.0f} MB")
+    print(
+        f"{'floor (matvec per weight)':28s} {floor:10.1f} tok/s {'':>14s} {'':>7s} {rows['floor']['peak_rss_MB']:8.0f} MB"
+    )
     print(
         f"  our float32 decode is {f32 / floor:.0%} of the floor; bf16 is {rows['decode bfloat16']['ours_tok_s'] / f32:.2f}x"
         f" and int8 weights {rows['decode int8 weights']['ours_tok_s'] / f32:.2f}x our float32;"
@@ -269,7 +281,9 @@ def report(results: dict, size: dict) -> None:
             f"{'analysis T=' + str(length):28s} {r['ours_s'] * 1000:11.1f} ms {r['reference_s'] * 1000:11.1f} ms "
             f"{r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB"
         )
-        print(f"  keeps {r['kept_MiB']:.1f} MiB; a head switch (recomputed from the cache, drawn) {r['switch_s'] * 1000:.1f} ms")
+        print(
+            f"  keeps {r['kept_MiB']:.1f} MiB; a head switch (recomputed from the cache, drawn) {r['switch_s'] * 1000:.1f} ms"
+        )
     for name in ("app (bundled)", "app (GPT-2 shape)"):
         r = rows[name]
         print(

@@ -126,7 +126,9 @@ def direct_attribution(model, ids, position: int, target: int) -> Attribution:
     by the LayerNorm's gain (see shared/LAB.md)."""
     L = model.config.num_layers
     names = ["hook_embed", "hook_pos_embed", f"blocks.{L - 1}.hook_resid_post"]
-    names += [f"blocks.{layer}.attn.hook_z" for layer in range(L)] + [f"blocks.{layer}.hook_mlp_out" for layer in range(L)]
+    names += [f"blocks.{layer}.attn.hook_z" for layer in range(L)] + [
+        f"blocks.{layer}.hook_mlp_out" for layer in range(L)
+    ]
     cache, store = cache_hooks(model, names)
     with hooks(model, store):
         model.run_blocks(model.embed(_ids_tensor(model, ids)[:, : position + 1]))
@@ -346,7 +348,9 @@ def _batches(items: list, size: int = PATCH_BATCH):
 
 
 @torch.no_grad()
-def patch(model, clean_ids, corrupted_ids, answers: tuple[int, int] | None = None, progress: Progress = None) -> Patching:
+def patch(
+    model, clean_ids, corrupted_ids, answers: tuple[int, int] | None = None, progress: Progress = None
+) -> Patching:
     """Activation patching from `clean_ids` into `corrupted_ids` (the same number of tokens), scored
     by the logit difference between the two answers at the last position (default: each prompt's
     top next token)."""

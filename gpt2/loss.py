@@ -21,7 +21,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         compute_dtype = torch.get_autocast_dtype(device_type) if on else hidden.dtype
         with torch.autocast(device_type, enabled=False):
             weight_c = weight.to(compute_dtype)  # (V, C)
-            weight_t = weight_c.t().contiguous()  # (C, V): the logits matmul runs about 2x faster on this layout
+            weight_t = weight_c.t().contiguous()  # (C, V): the layout the logits matmul reads fastest
             hidden_c = hidden.to(compute_dtype)
             grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
             grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
@@ -94,7 +94,9 @@ def pool_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torc
 
 
 @torch.inference_mode()
-def validation_loss(model, tokens: torch.Tensor, block_size: int, batch_size: int = 16, max_windows: int | None = None) -> float:
+def validation_loss(
+    model, tokens: torch.Tensor, block_size: int, batch_size: int = 16, max_windows: int | None = None
+) -> float:
     """Mean loss in nats per token over consecutive non-overlapping windows of `tokens` (a held-out split)."""
     model.eval()
     n_windows = (len(tokens) - 1) // block_size

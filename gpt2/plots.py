@@ -41,7 +41,7 @@ def escape_label(text: str) -> str:
 
 
 def token_label(token: str, position: int) -> str:
-    """"'tok' (i)", escaped: how hover text names a token."""
+    """ "'tok' (i)", escaped: how hover text names a token."""
     return escape_label(f"'{visible_token(token)}' ({position})")
 
 
@@ -58,19 +58,31 @@ def _ticks(tokens: list[str]) -> dict:
 
 
 def _base_layout(**extra) -> dict:
-    return dict(
-        paper_bgcolor="rgba(0,0,0,0)",
-        plot_bgcolor="rgba(0,0,0,0)",
-        font=dict(size=11),
-        margin=dict(l=4, r=4, t=TOP_MARGIN, b=8),
-        hoverlabel=dict(align="left"),
-    ) | extra
+    return (
+        dict(
+            paper_bgcolor="rgba(0,0,0,0)",
+            plot_bgcolor="rgba(0,0,0,0)",
+            font=dict(size=11),
+            margin=dict(l=4, r=4, t=TOP_MARGIN, b=8),
+            hoverlabel=dict(align="left"),
+        )
+        | extra
+    )
 
 
 def _colorbar(title: str) -> dict:
     """A short horizontal colour bar above the plot's right end: it takes no width from the plot,
     which matters on a phone."""
-    return dict(title=dict(text=title, side="right"), orientation="h", thickness=8, len=0.45, x=1, xanchor="right", y=1.01, yanchor="bottom")
+    return dict(
+        title=dict(text=title, side="right"),
+        orientation="h",
+        thickness=8,
+        len=0.45,
+        x=1,
+        xanchor="right",
+        y=1.01,
+        yanchor="bottom",
+    )
 
 
 def with_title(fig: go.Figure, title: str) -> go.Figure:
@@ -116,7 +128,9 @@ def attention_heatmap(
     z = attn.astype(np.float32)
     if log_scale:  # colour by log10 p; the hover still shows p itself, from customdata
         color = np.where(np.isnan(z), np.nan, np.log10(np.clip(z, 1e-4, None))).astype(np.float32)
-        extra = dict(zmin=-4, zmax=0, customdata=z, hovertemplate="query %{y} → key %{x}: %{customdata:.3f}<extra></extra>")
+        extra = dict(
+            zmin=-4, zmax=0, customdata=z, hovertemplate="query %{y} → key %{x}: %{customdata:.3f}<extra></extra>"
+        )
         bar_title = "log10 p"
     else:
         color = z
@@ -124,18 +138,38 @@ def attention_heatmap(
         extra = dict(zmin=0, zmax=top, hovertemplate="query %{y} → key %{x}: %{z:.3f}<extra></extra>")
         bar_title = "attention"
     step = max(1, -(-n // MAX_TICK_LABELS))
-    ticks = dict(type="category", tickvals=labels[::step], ticktext=[escape_label(_short(t)) for t in tick_labels[::step]])
+    ticks = dict(
+        type="category", tickvals=labels[::step], ticktext=[escape_label(_short(t)) for t in tick_labels[::step]]
+    )
     shapes = []
     if query_row is not None:
-        shapes.append(dict(type="rect", x0=-0.5, x1=n - 0.5, y0=query_row - 0.5, y1=query_row + 0.5, line=dict(color=HIGHLIGHT, width=2)))
+        shapes.append(
+            dict(
+                type="rect",
+                x0=-0.5,
+                x1=n - 0.5,
+                y0=query_row - 0.5,
+                y1=query_row + 0.5,
+                line=dict(color=HIGHLIGHT, width=2),
+            )
+        )
     layout = go.Layout(
         # NaN cells (the future) show the plot's background: visibly masked
         **_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN + 10, b=8), plot_bgcolor=MASKED_COLOR),
-        xaxis=dict(title=dict(text="key (attended to); queries down", standoff=2), tickangle=-60, tickfont=dict(size=10), showgrid=False, automargin=True, **ticks),
+        xaxis=dict(
+            title=dict(text="key (attended to); queries down", standoff=2),
+            tickangle=-60,
+            tickfont=dict(size=10),
+            showgrid=False,
+            automargin=True,
+            **ticks,
+        ),
         yaxis=dict(autorange="reversed", tickfont=dict(size=10), showgrid=False, automargin=True, **ticks),
         shapes=shapes,
     )
-    trace = go.Heatmap(z=color, x=labels, y=labels, colorscale=COLORSCALE, colorbar=_colorbar(bar_title), hoverongaps=False, **extra)
+    trace = go.Heatmap(
+        z=color, x=labels, y=labels, colorscale=COLORSCALE, colorbar=_colorbar(bar_title), hoverongaps=False, **extra
+    )
     return go.Figure(trace, layout)
 
 
@@ -176,12 +210,22 @@ def head_grid(thumbnails: np.ndarray, roles: list[list[str]], selected: tuple[in
     if selected is not None:
         layer, head = selected
         x0, y0 = head * cell - 1, layer * cell + gap - 1
-        shapes.append(dict(type="rect", x0=x0, x1=x0 + S + 1, y0=y0, y1=y0 + S + 1, line=dict(color=HIGHLIGHT, width=3)))
-    layout = go.Layout(annotations=[label | dict(showarrow=False, font=font, yanchor="middle") for label in labels], shapes=shapes)
-    fig = go.Figure(go.Heatmap(z=mosaic, zmin=0, zmax=255, colorscale=colorscale, showscale=False, hoverinfo="none"), layout)
+        shapes.append(
+            dict(type="rect", x0=x0, x1=x0 + S + 1, y0=y0, y1=y0 + S + 1, line=dict(color=HIGHLIGHT, width=3))
+        )
+    layout = go.Layout(
+        annotations=[label | dict(showarrow=False, font=font, yanchor="middle") for label in labels], shapes=shapes
+    )
+    fig = go.Figure(
+        go.Heatmap(z=mosaic, zmin=0, zmax=255, colorscale=colorscale, showscale=False, hoverinfo="none"), layout
+    )
     fig.update_xaxes(visible=False, constrain="domain", range=[-1, H * cell])
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
-    fig.update_layout(**_base_layout(margin=dict(l=2, r=2, t=TOP_MARGIN, b=2)), meta=dict(cell=cell), height=max(240, min(1200, 95 * L + TOP_MARGIN)))
+    fig.update_layout(
+        **_base_layout(margin=dict(l=2, r=2, t=TOP_MARGIN, b=2)),
+        meta=dict(cell=cell),
+        height=max(240, min(1200, 95 * L + TOP_MARGIN)),
+    )
     return fig
 
 
@@ -197,7 +241,11 @@ def layer_head_map(
     L, H = values.shape
     z = values.astype(np.float32)
     limit = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
-    color = dict(colorscale=DIVERGING, zmid=0, zmin=-limit, zmax=limit, reversescale=True) if diverging else dict(colorscale=COLORSCALE)
+    color = (
+        dict(colorscale=DIVERGING, zmid=0, zmin=-limit, zmax=limit, reversescale=True)
+        if diverging
+        else dict(colorscale=COLORSCALE)
+    )
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -213,7 +261,14 @@ def layer_head_map(
     )
     if selected is not None:
         layer, head = selected
-        fig.add_shape(type="rect", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5, line=dict(color=HIGHLIGHT, width=3))
+        fig.add_shape(
+            type="rect",
+            x0=head - 0.5,
+            x1=head + 0.5,
+            y0=layer - 0.5,
+            y1=layer + 0.5,
+            line=dict(color=HIGHLIGHT, width=3),
+        )
     fig.update_layout(**_base_layout(), yaxis=dict(autorange="reversed"), height=max(220, 30 * L + 90))
     return fig
 
@@ -222,7 +277,9 @@ def probability_text(p: float) -> str:
     return f"{p:.3f}" if p >= 1e-3 else f"{p:.1e}"
 
 
-def probability_bars(tokens: list[str], probs: np.ndarray, compare: np.ndarray | None = None, names=("clean", "ablated")) -> go.Figure:
+def probability_bars(
+    tokens: list[str], probs: np.ndarray, compare: np.ndarray | None = None, names=("clean", "ablated")
+) -> go.Figure:
     """Top next-token probabilities as horizontal bars, most likely on top, each labelled with its
     value, on an axis that fits them; with `compare`, a second bar per token (e.g. after ablation)."""
     labels = [escape_label(f"{i + 1}. '{_short(tok)}'") for i, tok in enumerate(tokens)]  # the rank keeps them unique
@@ -253,7 +310,9 @@ def probability_bars(tokens: list[str], probs: np.ndarray, compare: np.ndarray |
     return fig
 
 
-def token_line(hover_labels: list[str], series: dict[str, np.ndarray], y_title: str, extra_hover: dict | None = None) -> go.Figure:
+def token_line(
+    hover_labels: list[str], series: dict[str, np.ndarray], y_title: str, extra_hover: dict | None = None
+) -> go.Figure:
     """One value per token position (e.g. each next token's loss), one line per series."""
     fig = go.Figure()
     colors = (BAR_COLOR, "#e45756", "#54a24b")
@@ -261,7 +320,7 @@ def token_line(hover_labels: list[str], series: dict[str, np.ndarray], y_title: 
         custom = np.array(hover_labels, dtype=object)
         template = "%{customdata}: %{y:.3f}"
         if extra_hover:
-            (extra_name, extra_values), = extra_hover.items()
+            ((extra_name, extra_values),) = extra_hover.items()
             custom = np.stack([custom, np.asarray(extra_values, dtype=object)], axis=-1)
             template = f"%{{customdata[0]}}: %{{y:.3f}}, {extra_name} %{{customdata[1]:.2f}}"
         fig.add_scatter(
@@ -285,7 +344,9 @@ def token_line(hover_labels: list[str], series: dict[str, np.ndarray], y_title: 
     return fig
 
 
-def lens_map(top_probs: np.ndarray, top_tokens: list[list[list[str]]], tokens: list[str], layer_names: list[str]) -> go.Figure:
+def lens_map(
+    top_probs: np.ndarray, top_tokens: list[list[list[str]]], tokens: list[str], layer_names: list[str]
+) -> go.Figure:
     """The logit lens: layers (rows, the embeddings first) × positions, coloured by the top token's
     probability and labelled with it where there is room; the hover lists the top k."""
     L1, T, k = top_probs.shape
@@ -293,7 +354,10 @@ def lens_map(top_probs: np.ndarray, top_tokens: list[list[list[str]]], tokens: l
     hover = np.empty((L1, T, 2), dtype=object)
     for layer in range(L1):
         for pos in range(T):
-            tops = (f"{escape_label(visible_token(top_tokens[layer][pos][i]))} {top_probs[layer, pos, i]:.3f}" for i in range(k))
+            tops = (
+                f"{escape_label(visible_token(top_tokens[layer][pos][i]))} {top_probs[layer, pos, i]:.3f}"
+                for i in range(k)
+            )
             hover[layer, pos] = (names[pos], "<br>".join(tops))
     show_text = T <= 48
     text = [[escape_label(_short(top_tokens[layer][pos][0])) for pos in range(T)] for layer in range(L1)]
@@ -350,12 +414,29 @@ def layer_position_map(values: np.ndarray, tokens: list[str], title: str) -> go.
 
 def bar_series(labels: list[str], values: np.ndarray, title: str) -> go.Figure:
     """Vertical bars, one per label (e.g. each MLP's direct contribution)."""
-    fig = go.Figure(go.Bar(x=labels, y=values.astype(np.float32), marker_color=BAR_COLOR, hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(**_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN, b=8)), yaxis=dict(title=escape_label(title), zeroline=True, automargin=True), xaxis=dict(automargin=True), height=240)
+    fig = go.Figure(
+        go.Bar(
+            x=labels, y=values.astype(np.float32), marker_color=BAR_COLOR, hovertemplate="%{x}: %{y:.3f}<extra></extra>"
+        )
+    )
+    fig.update_layout(
+        **_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN, b=8)),
+        yaxis=dict(title=escape_label(title), zeroline=True, automargin=True),
+        xaxis=dict(automargin=True),
+        height=240,
+    )
     return fig
 
 
 def line_series(x: list, values: np.ndarray, y_title: str) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=x, y=values, mode="lines+markers", line=dict(color=BAR_COLOR), hovertemplate="%{x}: %{y}<extra></extra>"))
-    fig.update_layout(**_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN, b=8)), yaxis=dict(title=escape_label(y_title), automargin=True), height=220)
+    fig = go.Figure(
+        go.Scatter(
+            x=x, y=values, mode="lines+markers", line=dict(color=BAR_COLOR), hovertemplate="%{x}: %{y}<extra></extra>"
+        )
+    )
+    fig.update_layout(
+        **_base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN, b=8)),
+        yaxis=dict(title=escape_label(y_title), automargin=True),
+        height=220,
+    )
     return fig

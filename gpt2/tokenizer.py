@@ -37,7 +37,11 @@ def load_encoding(path: str | os.PathLike = VOCAB_FILE) -> tiktoken.Encoding:
     # tiktoken's text format: one "base64(token bytes) rank" pair a line.
     ranks = {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines() if line)}
     return tiktoken.Encoding(
-        name="gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: EOT_ID}, explicit_n_vocab=VOCAB_SIZE
+        name="gpt2",
+        pat_str=GPT2_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens={EOT: EOT_ID},
+        explicit_n_vocab=VOCAB_SIZE,
     )
 
 

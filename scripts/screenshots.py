@@ -17,7 +17,14 @@ from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 REPEATED = "sword crown honey winter tongue lamb night castle bread river. " * 2
 WAIT_MS = 120_000
 
@@ -26,7 +33,9 @@ def start_app() -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}/"
     for _ in range(240):
         try:
@@ -47,7 +56,9 @@ def show_induction(page) -> None:
     page.get_by_role("option", name="L1 H0").first.click()
     expect(page.locator("#heatmap label")).to_contain_text("L1 H0", timeout=WAIT_MS)
     page.locator("#chips .token").nth(15).click()
-    page.wait_for_function("() => document.querySelector('#status textarea').value.startsWith('Query: token 15')", timeout=WAIT_MS)
+    page.wait_for_function(
+        "() => document.querySelector('#status textarea').value.startsWith('Query: token 15')", timeout=WAIT_MS
+    )
     page.wait_for_timeout(1000)
 
 
@@ -57,20 +68,27 @@ def main() -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-            for name, viewport in (("desktop", {"width": 1440, "height": 900}), ("phone", {"width": 390, "height": 844})):
+            for name, viewport in (
+                ("desktop", {"width": 1440, "height": 900}),
+                ("phone", {"width": 390, "height": 844}),
+            ):
                 phone = name == "phone"
                 page = browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone).new_page()
                 page.goto(url, wait_until="load", timeout=WAIT_MS)
                 show_induction(page)
                 if phone:
                     page.locator("#tabs").scroll_into_view_if_needed()
-                    page.evaluate("() => window.scrollBy(0, document.querySelector('#tabs').getBoundingClientRect().top - 4)")
+                    page.evaluate(
+                        "() => window.scrollBy(0, document.querySelector('#tabs').getBoundingClientRect().top - 4)"
+                    )
                     page.wait_for_timeout(500)
                 page.screenshot(path=str(OUT / f"{name}.png"))
                 if not phone:
                     page.get_by_role("tab", name="Lab", exact=True).click()
                     page.get_by_role("button", name="Ablate L0 H0").click()
-                    page.wait_for_function("() => document.querySelector('#lab-status textarea').value.includes('L0H0')", timeout=WAIT_MS)
+                    page.wait_for_function(
+                        "() => document.querySelector('#lab-status textarea').value.includes('L0H0')", timeout=WAIT_MS
+                    )
                     page.get_by_role("tab", name="Ablation", exact=True).click()
                     page.wait_for_timeout(1500)
                     page.screenshot(path=str(OUT / "lab.png"))

@@ -159,7 +159,9 @@ def sharp_gpt2_small():
 def capture_patterns(model, ids) -> list[torch.Tensor]:
     idx = torch.tensor([ids])
     with torch.inference_mode():
-        _, cache = run_with_cache(model, idx, names_filter=lambda name: name.endswith("hook_pattern"), return_hidden=True)
+        _, cache = run_with_cache(
+            model, idx, names_filter=lambda name: name.endswith("hook_pattern"), return_hidden=True
+        )
     return [cache[f"blocks.{layer}.attn.hook_pattern"][0] for layer in range(model.config.num_layers)]
 
 
@@ -223,7 +225,7 @@ def test_induction_probe_finds_the_bundled_models_induction_heads(bundled):
 
 
 def test_on_period_two_text_the_bundled_models_previous_token_head_keeps_its_role(bundled):
-    """"daughter been daughter been …": counting the previous token as an induction target, its
+    """ "daughter been daughter been …": counting the previous token as an induction target, its
     previous-token head L0 H0 scored 0.99 on induction and was labelled induction; now it is not,
     and the induction heads of layer 1 still are."""
     analysis = analyze(bundled, get_tokenizer().encode(" daughter been" * 30))

@@ -87,7 +87,11 @@ def test_switching_to_an_unreachable_model_stays_on_the_current_one(monkeypatch)
     out = ui.switch_model("gpt2-medium", EMPTY_SESSION)
     status = out[ui.status_box]
     assert out[ui.model_box] == BUNDLED_NAME and status.startswith("⚠")
-    assert "could not be reached" in status and "hf download" in status and status.endswith("Staying on shakespeare (bundled)")
+    assert (
+        "could not be reached" in status
+        and "hf download" in status
+        and status.endswith("Staying on shakespeare (bundled)")
+    )
 
 
 def test_clicking_a_token_selects_the_query_and_marks_it():
@@ -152,7 +156,7 @@ def test_lab_errors_are_one_line(monkeypatch, call, message):
     assert status.startswith("⚠") and message in status and "\n" not in status
 
 
-def test_exports(tmp_path):
+def test_exports():
     session = last_session(generate("<script>alert(1)</script> king", 3))
     out = ui.export_attention(session, "0,1", [], None)
     files = out[ui.exports]["value"]

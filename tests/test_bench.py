@@ -37,7 +37,9 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path, capsys):
     assert rows["decode float32"]["ours_tok_s"] > 0 and rows["analysis T=32"]["reference_s"] > 0
     # the analysis keeps the residual stream (3 x 32 x 64 floats) and thumbnails, not the maps
     assert 0.02 < rows["analysis T=32"]["kept_MiB"] < 0.1
-    assert {"loss_s", "logit_lens_s", "ablation_s", "attribution_s", "sweep_s", "patching_s"} <= set(rows["lab (bundled)"])
+    assert {"loss_s", "logit_lens_s", "ablation_s", "attribution_s", "sweep_s", "patching_s"} <= set(
+        rows["lab (bundled)"]
+    )
     out = capsys.readouterr().out
     assert "of the floor" in out and "patching" in out
 

@@ -122,7 +122,12 @@ def in_view(page, selector: str) -> bool:
     """Whether the element's box lies inside the viewport as it is now (no scrolling)."""
     box = page.locator(selector).first.bounding_box()
     viewport = page.viewport_size
-    return bool(box) and box["y"] >= 0 and box["y"] + min(box["height"], 200) <= viewport["height"] and box["x"] + box["width"] <= viewport["width"] + 1
+    return (
+        bool(box)
+        and box["y"] >= 0
+        and box["y"] + min(box["height"], 200) <= viewport["height"]
+        and box["x"] + box["width"] <= viewport["width"] + 1
+    )
 
 
 def plot_area(page, plot: str) -> dict:
@@ -170,7 +175,9 @@ def test_desktop_every_answer_is_in_view(app_server):
         # a fresh page: Plotly came with the page, so the first heatmap follows generation closely
         page.locator("#prompt textarea").fill(REPEATED)
         set_max_tokens(page, 150)  # long enough to stream in several updates on a fast machine
-        page.evaluate("() => { window.__counts = []; window.__rec = setInterval(() => window.__counts.push(document.querySelectorAll('#chips .token .text:not(.unlabeled)').length), 5); }")
+        page.evaluate(
+            "() => { window.__counts = []; window.__rec = setInterval(() => window.__counts.push(document.querySelectorAll('#chips .token .text:not(.unlabeled)').length), 5); }"
+        )
         page.locator("#prompt textarea").press("Control+Enter")  # the keyboard generates too
         expect(status(page)).to_have_value(re.compile(r"^Done: 150 new tokens"), timeout=WAIT_MS)
         done = time.monotonic()
@@ -223,7 +230,11 @@ def test_desktop_every_answer_is_in_view(app_server):
         page.locator("#generate").click()
         expect(status(page)).to_have_value(re.compile("^Generating 1000 tokens"), timeout=WAIT_MS)
         expect(page.locator("#stop")).to_be_enabled(timeout=WAIT_MS)
-        page.wait_for_function("(n) => document.querySelectorAll('#chips .token .text:not(.unlabeled)').length > n", arg=len(chips) + 20, timeout=WAIT_MS)
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('#chips .token .text:not(.unlabeled)').length > n",
+            arg=len(chips) + 20,
+            timeout=WAIT_MS,
+        )
         page.locator("#stop").click()
         expect(status(page)).to_have_value(re.compile(r"^Stopped after \d+ new tokens\.$"), timeout=WAIT_MS)
         page.wait_for_timeout(1500)
@@ -245,7 +256,10 @@ def test_long_messages_are_whole_and_long_prompts_are_cut_where_marked(app_serve
         assert box.evaluate("(e) => e.scrollHeight <= e.clientHeight + 1"), "the status box cuts its message"
         assert not chips[0].startswith("✂")  # the marker is plain text, not a clickable chip
         assert page.locator("#chips .textfield").inner_text().startswith("✂")
-        assert len(chips) == 256 and page.evaluate("() => document.querySelector('#heatmap .js-plotly-plot').data[0].y.length") == 256
+        assert (
+            len(chips) == 256
+            and page.evaluate("() => document.querySelector('#heatmap .js-plotly-plot').data[0].y.length") == 256
+        )
         page.locator(TOKEN_CHIPS).nth(255).click()
         expect(status(page)).to_have_value(re.compile(r"^Query: token 255 "), timeout=WAIT_MS)
         expect(page.locator("#next-tokens label")).to_have_text("Next token after position 255", timeout=WAIT_MS)
@@ -305,21 +319,38 @@ def test_hostile_text_is_literal_in_every_view_and_the_lab(app_server, tmp_path,
         open_tab(page, "Loss & lens")
         page.locator("#lab-loss-btn").click()
         expect(page.locator("#lab-lens label")).to_have_text(re.compile("Logit lens"), timeout=WAIT_MS)
-        page.wait_for_function("() => { const p = document.querySelector('#lab-lens .js-plotly-plot'); return p && p.data[0] && p.data[0].type === 'heatmap'; }", timeout=WAIT_MS)
-        hover_names = page.evaluate("() => document.querySelector('#lab-loss .js-plotly-plot').data[0].customdata.map(c => Array.isArray(c) ? c[0] : c)")
-        decoded = page.evaluate("(names) => names.map(n => new DOMParser().parseFromString(n, 'text/html').documentElement.textContent)", hover_names)
+        page.wait_for_function(
+            "() => { const p = document.querySelector('#lab-lens .js-plotly-plot'); return p && p.data[0] && p.data[0].type === 'heatmap'; }",
+            timeout=WAIT_MS,
+        )
+        hover_names = page.evaluate(
+            "() => document.querySelector('#lab-loss .js-plotly-plot').data[0].customdata.map(c => Array.isArray(c) ? c[0] : c)"
+        )
+        decoded = page.evaluate(
+            "(names) => names.map(n => new DOMParser().parseFromString(n, 'text/html').documentElement.textContent)",
+            hover_names,
+        )
         assert any("'<'" in name for name in decoded) and not any("&lt;" in name for name in decoded)
         assert plot_area(page, "#lab-lens")["width"] >= (250 if viewport is PHONE else 500)
         open_tab(page, "Attribution")
         page.locator("#lab-attr-btn").click()
-        expect(page.locator("#lab-sweep label")).to_have_text(re.compile("Each head alone mean-ablated"), timeout=WAIT_MS)
-        page.wait_for_function("() => { const p = document.querySelector('#lab-sweep .js-plotly-plot'); return p && p._fullData && p._fullData[0].z.length === 6; }", timeout=WAIT_MS)
+        expect(page.locator("#lab-sweep label")).to_have_text(
+            re.compile("Each head alone mean-ablated"), timeout=WAIT_MS
+        )
+        page.wait_for_function(
+            "() => { const p = document.querySelector('#lab-sweep .js-plotly-plot'); return p && p._fullData && p._fullData[0].z.length === 6; }",
+            timeout=WAIT_MS,
+        )
         assert_inert(page)
 
         page.locator("#lab-export").click()
         links = page.locator("#lab-exports a[href]")
         expect(links).to_have_count(12, timeout=WAIT_MS)
-        html_link = next(a.get_attribute("href") for a in links.all() if (a.get_attribute("download") or a.inner_text()).endswith("loss.html"))
+        html_link = next(
+            a.get_attribute("href")
+            for a in links.all()
+            if (a.get_attribute("download") or a.inner_text()).endswith("loss.html")
+        )
         page_path = tmp_path / "loss.html"
         page_path.write_bytes(page.request.get(html_link).body())
         export = page.context.new_page()
@@ -342,8 +373,12 @@ def test_the_induction_circuit_in_three_clicks(app_server):
         rises = {}
         for button, heads in (("Ablate layer 1", "L1H0, L1H1"), ("Ablate L0 H0", "L0H0"), ("Ablate L4 H2", "L4H2")):
             page.get_by_role("button", name=button).click()
-            expect(lab_status).to_have_value(re.compile(rf"^zero-ablated {heads}.*mean loss .* → .* nats$"), timeout=WAIT_MS)
-            before, after = (float(v) for v in re.search(r"mean loss ([\d.]+) → ([\d.]+) nats", lab_status.input_value()).groups())
+            expect(lab_status).to_have_value(
+                re.compile(rf"^zero-ablated {heads}.*mean loss .* → .* nats$"), timeout=WAIT_MS
+            )
+            before, after = (
+                float(v) for v in re.search(r"mean loss ([\d.]+) → ([\d.]+) nats", lab_status.input_value()).groups()
+            )
             rises[button] = after - before
         assert rises["Ablate layer 1"] > 1.5 and rises["Ablate L0 H0"] > 1.5 and abs(rises["Ablate L4 H2"]) < 0.2, rises
         # the Attention tab shows the ablated run on request

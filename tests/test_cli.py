@@ -39,7 +39,11 @@ def test_the_defaults_are_the_apps_and_read_well():
     from gpt2.generate import SamplingSettings
 
     args = parse_args(["generate", "--prompt", "x"])
-    assert (args.temperature, args.top_k, args.model) == (SamplingSettings().temperature, SamplingSettings().top_k, "shakespeare")
+    assert (args.temperature, args.top_k, args.model) == (
+        SamplingSettings().temperature,
+        SamplingSettings().top_k,
+        "shakespeare",
+    )
     result = cli("generate", "--prompt", "ROMEO:", "--max-new-tokens", "5", "--seed", "1")
     assert result.returncode == 0 and result.stdout.startswith("ROMEO:") and len(result.stdout) > len("ROMEO:\n")
 

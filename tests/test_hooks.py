@@ -67,7 +67,9 @@ def test_what_the_hook_points_hold(model, idx):
         resid_pre, resid_mid = cache[f"{name}.hook_resid_pre"], cache[f"{name}.hook_resid_mid"]
         assert torch.equal(resid_mid, resid_pre + cache[f"{name}.hook_attn_out"])
         assert torch.equal(cache[f"{name}.hook_resid_post"], resid_mid + cache[f"{name}.hook_mlp_out"])
-        assert torch.equal(cache[f"{name}.mlp.hook_post"], torch.nn.functional.gelu(cache[f"{name}.mlp.hook_pre"], approximate="tanh"))
+        assert torch.equal(
+            cache[f"{name}.mlp.hook_post"], torch.nn.functional.gelu(cache[f"{name}.mlp.hook_pre"], approximate="tanh")
+        )
     assert torch.equal(cache["blocks.0.hook_resid_pre"], cache["hook_embed"] + cache["hook_pos_embed"])
 
 
@@ -113,7 +115,7 @@ def test_a_hook_that_returns_a_tensor_replaces_the_activation_downstream(model, 
     assert not torch.allclose(cache["blocks.2.hook_resid_pre"], clean["blocks.2.hook_resid_pre"])
 
 
-def test_hooks_are_removed_even_after_an_exception(model, idx):
+def test_hooks_are_removed_even_after_an_exception(model):
     points = hook_dict(model)
     with pytest.raises(RuntimeError, match="boom"), hooks(model, {name: (lambda x, hook: x) for name in points}):
         raise RuntimeError("boom")
@@ -136,7 +138,10 @@ def test_pytorch_forward_hooks_still_work_on_a_hook_point(model, idx):
 def test_rows_match_what_cached_generation_saw(model):
     prompt = torch.randint(0, 100, (1, 5))
     seen = {layer: [] for layer in range(3)}
-    fns = {f"blocks.{layer}.attn.hook_pattern": (lambda x, hook, layer=layer: seen[layer].append(x.clone())) for layer in range(3)}
+    fns = {
+        f"blocks.{layer}.attn.hook_pattern": (lambda x, hook, layer=layer: seen[layer].append(x.clone()))
+        for layer in range(3)
+    }
     with hooks(model, fns):
         out = model.generate(prompt, 8, temperature=0)
     _, cache = run_with_cache(model, out[:, :-1], names_filter=lambda name: name.endswith("hook_pattern"))
@@ -180,7 +185,10 @@ def test_another_threads_captures_leave_this_threads_generation_alone():
 
 def test_threads_capturing_at_once_see_only_their_own_activations(model):
     prompts = {name: torch.randint(0, 100, (1, length)) for name, length in (("a", 12), ("b", 20))}
-    references = {name: run_with_cache(model, p, names_filter=lambda n: n.endswith("hook_pattern"))[1] for name, p in prompts.items()}
+    references = {
+        name: run_with_cache(model, p, names_filter=lambda n: n.endswith("hook_pattern"))[1]
+        for name, p in prompts.items()
+    }
     barrier = threading.Barrier(2)
     failures = []
 

@@ -16,8 +16,12 @@ MODELS_ENV = "EXPLORER_MODELS"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="gpt2-explorer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", default=[], metavar="DIR", help="serve this checkpoint directory too (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="gpt2-explorer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="DIR", help="serve this checkpoint directory too (repeatable)"
+    )
     parser.add_argument("--host", help="address to serve on (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT, else 7860)")
     return parser.parse_args(argv)

@@ -60,7 +60,9 @@ def save_html(fig: go.Figure, path: Path, title: str) -> Path:
 def save_view(folder: Path, name: str, view, title: str) -> list[Path]:
     """A lab view's numbers as .json and .csv, and its figure as .html."""
     json_path, csv_path = folder / f"{name}.json", folder / f"{name}.csv"
-    json_path.write_text(json.dumps({"title": title, **view.data}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    json_path.write_text(
+        json.dumps({"title": title, **view.data}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(view.table)
     return [json_path, csv_path, save_html(view.figure, folder / f"{name}.html", title)]

@@ -101,7 +101,9 @@ def lens_view(model, entry: Entry, max_positions: int = plots.MAX_AXIS) -> View:
     fig = plots.lens_map(
         lens.top_probs[:, start:].numpy(), [layer[start:] for layer in top_tokens], entry.tokens[start:], layers
     )
-    label = "Logit lens: the top next token read from the residual stream after each layer (last row = the model's output)"
+    label = (
+        "Logit lens: the top next token read from the residual stream after each layer (last row = the model's output)"
+    )
     if start:
         label += f" · the last {max_positions} positions"
     data = {
@@ -122,7 +124,12 @@ def rank_view(model, entry: Entry, position: int, target: int) -> View:
     layers = _layer_names(entry.analysis.num_layers)
     fig = plots.line_series(layers, ranks, "rank (0 = top)")
     label = f"Rank of {_token(target)!r} at position {position}, layer by layer"
-    return View(fig, label, {"layers": layers, "rank": ranks.tolist()}, [["layer", "rank"], *map(list, zip(layers, ranks.tolist(), strict=True))])
+    return View(
+        fig,
+        label,
+        {"layers": layers, "rank": ranks.tolist()},
+        [["layer", "rank"], *map(list, zip(layers, ranks.tolist(), strict=True))],
+    )
 
 
 # ---- attribution and the sweep -------------------------------------------------------------------
@@ -135,7 +142,12 @@ def attribution_view(model, entry: Entry, position: int, target: int) -> tuple[V
     where = f"{_token(target)!r} at position {position}"
     heads_fig = plots.layer_head_map(heads, "direct", [[f"{v:+.2f}" for v in row] for row in heads], diverging=True)
     L = heads.shape[0]
-    labels = ["embed", *(f"MLP {layer}" for layer in range(L)), *(f"attn bias {layer}" for layer in range(L)), "LN bias"]
+    labels = [
+        "embed",
+        *(f"MLP {layer}" for layer in range(L)),
+        *(f"attn bias {layer}" for layer in range(L)),
+        "LN bias",
+    ]
     values = np.array([att.embed, *att.mlps.tolist(), *att.attn_biases.tolist(), att.constant])
     rest_fig = plots.bar_series(labels, values, "direct contribution")
     data = {
@@ -149,8 +161,18 @@ def attribution_view(model, entry: Entry, position: int, target: int) -> tuple[V
         "total": att.total,
         "logit": att.logit,
     }
-    heads_view = View(heads_fig, f"Direct logit attribution of each head to {where} (they sum, with the rest, to {att.logit:.2f})", data, _grid_table(heads))
-    rest_view = View(rest_fig, f"Embeddings, MLPs and biases: direct contributions to {where}", data, [["component", "value"], *map(list, zip(labels, values.round(6).tolist(), strict=True))])
+    heads_view = View(
+        heads_fig,
+        f"Direct logit attribution of each head to {where} (they sum, with the rest, to {att.logit:.2f})",
+        data,
+        _grid_table(heads),
+    )
+    rest_view = View(
+        rest_fig,
+        f"Embeddings, MLPs and biases: direct contributions to {where}",
+        data,
+        [["component", "value"], *map(list, zip(labels, values.round(6).tolist(), strict=True))],
+    )
     return heads_view, rest_view
 
 
@@ -158,7 +180,9 @@ def sweep_view(model, entry: Entry, position: int, target: int, progress=None) -
     effects = lab.ablation_sweep(model, entry.analysis, position, target, progress).numpy()
     fig = plots.layer_head_map(effects, "Δ log p", [[f"{v:+.2f}" for v in row] for row in effects], diverging=True)
     label = f"Each head alone mean-ablated: change in log p({_token(target)!r}) at position {position}"
-    return View(fig, label, {"position": position, "target": _token(target), "ablation": effects.tolist()}, _grid_table(effects))
+    return View(
+        fig, label, {"position": position, "target": _token(target), "ablation": effects.tolist()}, _grid_table(effects)
+    )
 
 
 # ---- ablation ------------------------------------------------------------------------------------
@@ -170,12 +194,16 @@ def top_tokens(probs, k: int = TOP_K) -> list[list]:
     return [[_token(i), round(float(p), 6)] for i, p in zip(ids.tolist(), values.tolist(), strict=True)]
 
 
-def ablation_views(model, clean: Entry, ablated: Entry, ablation: lab.Ablation, position: int, target: int) -> tuple[View, View, str]:
+def ablation_views(
+    model, clean: Entry, ablated: Entry, ablation: lab.Ablation, position: int, target: int
+) -> tuple[View, View, str]:
     """(loss before/after, next-token bars before/after, a one-line summary of the target's log p)."""
     loss_before = lab.token_losses(model, clean.analysis)[0].numpy()
     loss_after = lab.token_losses(model, ablated.analysis)[0].numpy()
     names = [plots.token_label(tok, i + 1) for i, tok in enumerate(clean.tokens[1:])]
-    loss_fig = plots.token_line(names, {"clean": loss_before, ablation.label: loss_after}, "loss of the next token (nats)")
+    loss_fig = plots.token_line(
+        names, {"clean": loss_before, ablation.label: loss_after}, "loss of the next token (nats)"
+    )
     before = next_token_probs(model, clean, position)
     after = next_token_probs(model, ablated, position)
     bars, _ = next_token_view(model, clean, position, compare=ablated, names=("clean", "ablated"))
@@ -192,7 +220,8 @@ def ablation_views(model, clean: Entry, ablated: Entry, ablation: lab.Ablation, 
         "top_after": top_tokens(after),
     }
     table = [["position", "token", "loss_before", "loss_after"]] + [
-        [i + 1, clean.tokens[i + 1], round(float(a), 6), round(float(b), 6)] for i, (a, b) in enumerate(zip(loss_before, loss_after, strict=True))
+        [i + 1, clean.tokens[i + 1], round(float(a), 6), round(float(b), 6)]
+        for i, (a, b) in enumerate(zip(loss_before, loss_after, strict=True))
     ]
     loss_view = View(loss_fig, f"Per-token loss, clean and {ablation.label}", data, table)
     top_ids = before.topk(TOP_K).indices.tolist()
@@ -221,14 +250,23 @@ def patch_views(model, clean_ids: list[int], corrupted_ids: list[int], progress=
         "logit_diff_corrupted": result.ld_corrupted,
     }
     resid_fig = plots.layer_position_map(result.resid.numpy(), tokens, "restored")
-    heads_fig = plots.layer_head_map(result.heads.numpy(), "restored", [[f"{v:.2f}" for v in row] for row in result.heads.numpy()], diverging=True)
-    resid_table = [["layer", *(f"{i}:{t}" for i, t in enumerate(tokens))]] + [[f"L{layer}", *(round(float(v), 6) for v in row)] for layer, row in enumerate(result.resid.numpy())]
+    heads_fig = plots.layer_head_map(
+        result.heads.numpy(), "restored", [[f"{v:.2f}" for v in row] for row in result.heads.numpy()], diverging=True
+    )
+    resid_table = [["layer", *(f"{i}:{t}" for i, t in enumerate(tokens))]] + [
+        [f"L{layer}", *(round(float(v), 6) for v in row)] for layer, row in enumerate(result.resid.numpy())
+    ]
     summary = (
         f"Answers: {answer_clean!r} (clean) vs {answer_corrupted!r} (corrupted); logit difference {result.ld_clean:.2f} clean, "
         f"{result.ld_corrupted:.2f} corrupted. 1 = patching restores the clean difference, 0 = no effect."
     )
     return (
         View(resid_fig, "Residual stream patched at one layer and position (clean into corrupted)", data, resid_table),
-        View(heads_fig, "One head's output patched at every position (clean into corrupted)", data, _grid_table(result.heads.numpy())),
+        View(
+            heads_fig,
+            "One head's output patched at every position (clean into corrupted)",
+            data,
+            _grid_table(result.heads.numpy()),
+        ),
         summary,
     )

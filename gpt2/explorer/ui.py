@@ -181,7 +181,9 @@ class HeadView:
 def _head_view(head_choice, options) -> HeadView:
     layer, head = parse_head_value(head_choice)
     options = options or []
-    return HeadView(layer, MEAN if MEAN_OPTION in options else head, head, SINK_OPTION in options, LOG_OPTION in options)
+    return HeadView(
+        layer, MEAN if MEAN_OPTION in options else head, head, SINK_OPTION in options, LOG_OPTION in options
+    )
 
 
 # ---- generation -------------------------------------------------------------------------------------
@@ -221,14 +223,20 @@ def _prepare(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed
 
 
 def _idle(status: str) -> dict:
-    return {status_box: status, generate_btn: gr.update(interactive=True), stop_btn: gr.update(interactive=False, variant="secondary")}
+    return {
+        status_box: status,
+        generate_btn: gr.update(interactive=True),
+        stop_btn: gr.update(interactive=False, variant="secondary"),
+    }
 
 
 @on_gpu
 def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode):
     """Stream the text, its token chips, the session and the status as tokens arrive."""
     try:
-        settings, model, encoded = _prepare(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode)
+        settings, model, encoded = _prepare(
+            prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode
+        )
     except UserInputError as exc:
         yield _idle(warn(exc))
         return
@@ -237,10 +245,20 @@ def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p
     note = (encoded.note + " ") if encoded.note else ""
     running = {generate_btn: gr.update(interactive=False), stop_btn: gr.update(interactive=True, variant="stop")}
     status = f"{note}Generating {settings.max_new_tokens} tokens with {session.model}…"
-    yield {output: shown_text(session, block), chips: views.token_chips(session.window(block)), session_state: session, status_box: status, **running}
+    yield {
+        output: shown_text(session, block),
+        chips: views.token_chips(session.window(block)),
+        session_state: session,
+        status_box: status,
+        **running,
+    }
     for ids in _throttled(stream_text(model, encoded.ids, settings)):
         session = session.with_ids(ids)
-        yield {output: shown_text(session, block), chips: views.token_chips(session.window(block)), session_state: session}
+        yield {
+            output: shown_text(session, block),
+            chips: views.token_chips(session.window(block)),
+            session_state: session,
+        }
     done = f"{note}Done: {session.generated} new tokens. Click a token to make it the query, or a head in the grid."
     yield _idle(done)
 
@@ -278,7 +296,10 @@ def _attention_views(model, entry, window, view: HeadView, query: int) -> dict:
 
 def _grid_views(entry, view: HeadView, score_name) -> dict:
     selected = (view.layer, view.grid_head)
-    return {grid: plot(views.grid_view(entry, selected)), scores_plot: plot(views.score_view(entry, score_name, selected))}
+    return {
+        grid: plot(views.grid_view(entry, selected)),
+        scores_plot: plot(views.score_view(entry, score_name, selected)),
+    }
 
 
 @on_gpu
@@ -309,7 +330,10 @@ def update_head(session, head_choice, options, score_name, query, run, ablation)
     try:
         model, entry, window = _entry(session, run, ablation)
         view = _head_view(head_choice, options)
-        return {**_attention_views(model, entry, window, view, _query(entry, query)), **_grid_views(entry, view, score_name)}
+        return {
+            **_attention_views(model, entry, window, view, _query(entry, query)),
+            **_grid_views(entry, view, score_name),
+        }
     except UserInputError as exc:
         return {status_box: warn(exc)}
 
@@ -392,7 +416,11 @@ def lab_loss_and_lens(session):
         loss_view, lens_view = lab_views.loss_view(model, entry), lab_views.lens_view(model, entry)
     except UserInputError as exc:
         return {lab_status: warn(exc)}
-    return {lab_loss: plot(loss_view.figure, label=loss_view.label), lab_lens: plot(lens_view.figure, label=lens_view.label), lab_status: "Loss and logit lens of the current text."}
+    return {
+        lab_loss: plot(loss_view.figure, label=loss_view.label),
+        lab_lens: plot(lens_view.figure, label=lens_view.label),
+        lab_status: "Loss and logit lens of the current text.",
+    }
 
 
 @on_gpu
@@ -402,7 +430,9 @@ def lab_attribute(session, position, target, progress=gr.Progress()):  # noqa: B
         position, target_id = lab_views.with_default_target(model, entry, position, target)
         heads_view, rest_view = lab_views.attribution_view(model, entry, position, target_id)
         rank = lab_views.rank_view(model, entry, position, target_id)
-        sweep = lab_views.sweep_view(model, entry, position, target_id, progress=lambda f: progress(f, desc="ablating each head"))
+        sweep = lab_views.sweep_view(
+            model, entry, position, target_id, progress=lambda f: progress(f, desc="ablating each head")
+        )
     except UserInputError as exc:
         return {lab_status: warn(exc)}
     return {
@@ -450,10 +480,16 @@ def lab_patch(clean_text, corrupted_text, session, progress=gr.Progress()):  # n
         model = MODELS.get(model_name)
         clean = encode_prompt(clean_text, model.config.block_size, what="the clean prompt").ids
         corrupted = encode_prompt(corrupted_text, model.config.block_size, what="the corrupted prompt").ids
-        resid_view, heads_view, summary = lab_views.patch_views(model, clean, corrupted, progress=lambda f: progress(f, desc="patching"))
+        resid_view, heads_view, summary = lab_views.patch_views(
+            model, clean, corrupted, progress=lambda f: progress(f, desc="patching")
+        )
     except UserInputError as exc:
         return {lab_status: warn(exc)}
-    return {lab_patch_resid: plot(resid_view.figure, label=resid_view.label), lab_patch_heads: plot(heads_view.figure, label=heads_view.label), lab_status: summary}
+    return {
+        lab_patch_resid: plot(resid_view.figure, label=resid_view.label),
+        lab_patch_heads: plot(heads_view.figure, label=heads_view.label),
+        lab_status: summary,
+    }
 
 
 # ---- exports ----------------------------------------------------------------------------------------
@@ -494,9 +530,17 @@ def export_lab(session, position, target):
         return {lab_status: warn(exc)}
     folder, start = _export_folder(), export.text_start(entry.tokens)
     files = []
-    for name, view in (("loss", loss_view), ("logit-lens", lens_view), ("attribution", heads_view), ("ablation-sweep", sweep)):
+    for name, view in (
+        ("loss", loss_view),
+        ("logit-lens", lens_view),
+        ("attribution", heads_view),
+        ("ablation-sweep", sweep),
+    ):
         files += export.save_view(folder, name, view, f"{session.model} · {view.label} · “{start}”")
-    return {lab_exports: gr.update(value=[str(f) for f in files], visible=True), lab_status: f"Exported {len(files)} files."}
+    return {
+        lab_exports: gr.update(value=[str(f) for f in files], visible=True),
+        lab_status: f"Exported {len(files)} files.",
+    }
 
 
 # ---- API endpoints ----------------------------------------------------------------------------------
@@ -522,7 +566,9 @@ def api_generate(
     whole result. `fast_decode` uses int8 weights for GPT-2-sized models (the text may differ slightly
     from float32's). A client that disconnects (or cancels) stops the generation and frees its worker."""
     try:
-        settings, loaded, encoded = _prepare(prompt, model, max_new_tokens, temperature, top_k, top_p, seed, fast_decode)
+        settings, loaded, encoded = _prepare(
+            prompt, model, max_new_tokens, temperature, top_k, top_p, seed, fast_decode
+        )
     except UserInputError as exc:
         raise gr.Error(str(exc)) from None
     tokenizer = get_tokenizer()
@@ -568,7 +614,12 @@ def api_head_effects(prompt: str, model: str = BUNDLED_NAME, position: int = -1,
         position, target_id = lab_views.with_default_target(loaded, entry, position, target)
         direct, _ = lab_views.attribution_view(loaded, entry, position, target_id)
         sweep = lab_views.sweep_view(loaded, entry, position, target_id)
-        return {"position": position, "target": direct.data["target"], "direct": direct.data["direct"], "ablation": sweep.data["ablation"]}
+        return {
+            "position": position,
+            "target": direct.data["target"],
+            "direct": direct.data["direct"],
+            "ablation": sweep.data["ablation"],
+        }
     except UserInputError as exc:
         raise gr.Error(str(exc)) from None
 
@@ -626,12 +677,20 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
         with gr.Column(scale=2, min_width=340):
             model_box = gr.Dropdown(MODELS.choices(), value=BUNDLED_NAME, label="Model", elem_id="model")
             prompt = gr.Textbox(
-                label="Prompt (Ctrl/Cmd+Enter generates)", lines=3, max_lines=8, max_length=MAX_PROMPT_CHARS, elem_id="prompt"
+                label="Prompt (Ctrl/Cmd+Enter generates)",
+                lines=3,
+                max_lines=8,
+                max_length=MAX_PROMPT_CHARS,
+                elem_id="prompt",
             )
             with gr.Row():
                 generate_btn = gr.Button("Generate", variant="primary", scale=3, min_width=100, elem_id="generate")
-                stop_btn = gr.Button("Stop", variant="secondary", interactive=False, scale=1, min_width=70, elem_id="stop")
-            status_box = gr.Textbox(show_label=False, placeholder="Status", interactive=False, lines=1, max_lines=8, elem_id="status")
+                stop_btn = gr.Button(
+                    "Stop", variant="secondary", interactive=False, scale=1, min_width=70, elem_id="stop"
+                )
+            status_box = gr.Textbox(
+                show_label=False, placeholder="Status", interactive=False, lines=1, max_lines=8, elem_id="status"
+            )
             chips = gr.HighlightedText(
                 label="Tokens: click one to make it the query",
                 color_map=views.CHIP_COLORS,
@@ -639,15 +698,23 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
                 combine_adjacent=False,
                 elem_id="chips",
             )
-            colour_by_loss = gr.Checkbox(label="Colour tokens by their loss (darker = more surprising)", value=False, elem_id="loss-toggle")
-            gr.Examples(EXAMPLES, inputs=prompt, label="Examples (the first repeats a sequence: watch the induction heads)")
+            colour_by_loss = gr.Checkbox(
+                label="Colour tokens by their loss (darker = more surprising)", value=False, elem_id="loss-toggle"
+            )
+            gr.Examples(
+                EXAMPLES, inputs=prompt, label="Examples (the first repeats a sequence: watch the induction heads)"
+            )
             with gr.Accordion("Sampling", open=False):
-                max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=40, step=1, label="Max new tokens", elem_id="max-new-tokens")
+                max_new_tokens = gr.Slider(
+                    1, MAX_NEW_TOKENS, value=40, step=1, label="Max new tokens", elem_id="max-new-tokens"
+                )
                 temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = greedy)")
                 top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k (0 = off)")
                 top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p (1 = off)")
                 seed = gr.Number(value=0, precision=0, label="Seed")
-                fast_decode = gr.Checkbox(value=True, label="Fast decoding (int8 weights for GPT-2-sized models; maps stay float32)")
+                fast_decode = gr.Checkbox(
+                    value=True, label="Fast decoding (int8 weights for GPT-2-sized models; maps stay float32)"
+                )
             with gr.Accordion("Plain text (as the model sees it)", open=False):
                 output = gr.Textbox(show_label=False, lines=4, max_lines=12, interactive=False, elem_id="output")
         with gr.Column(scale=5, min_width=340):
@@ -656,28 +723,60 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
                     with gr.Row(elem_id="controls"):
                         head_box = gr.Dropdown(choices=[], label="Head", scale=3, min_width=260, elem_id="head")
                         options_box = gr.CheckboxGroup(
-                            [MEAN_OPTION, SINK_OPTION, LOG_OPTION], value=[], label="Show", scale=2, min_width=260, elem_id="options"
+                            [MEAN_OPTION, SINK_OPTION, LOG_OPTION],
+                            value=[],
+                            label="Show",
+                            scale=2,
+                            min_width=260,
+                            elem_id="options",
                         )
                     run_box = gr.Radio([CLEAN, ABLATED], value=CLEAN, label="Run", visible=False, elem_id="run")
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=3, min_width=300):
-                            heatmap = gr.Plot(_empty("Generate some text: each head's attention appears here.", 420), label="Attention", elem_id="heatmap")
+                            heatmap = gr.Plot(
+                                _empty("Generate some text: each head's attention appears here.", 420),
+                                label="Attention",
+                                elem_id="heatmap",
+                            )
                         with gr.Column(scale=2, min_width=260):
                             attn_chips = gr.HighlightedText(
-                                label="What the query attends to", combine_adjacent=False, show_inline_category=False, elem_id="attn-chips"
+                                label="What the query attends to",
+                                combine_adjacent=False,
+                                show_inline_category=False,
+                                elem_id="attn-chips",
                             )
-                            next_tokens = gr.Plot(_empty("The next-token probabilities at the query.", 200), label="Next token", elem_id="next-tokens")
+                            next_tokens = gr.Plot(
+                                _empty("The next-token probabilities at the query.", 200),
+                                label="Next token",
+                                elem_id="next-tokens",
+                            )
                     with gr.Accordion("Export this text's attention", open=False):
-                        gr.Markdown("Every layer's and head's maps (.npz, float16, with the tokens and head scores), and the heatmap above as a page that opens offline.")
+                        gr.Markdown(
+                            "Every layer's and head's maps (.npz, float16, with the tokens and head scores), and the heatmap above as a page that opens offline."
+                        )
                         export_btn = gr.Button("Export attention (.npz) and heatmap (.html)", elem_id="export")
-                        exports = gr.File(label="Downloads", file_count="multiple", interactive=False, visible=False, elem_id="exports")
+                        exports = gr.File(
+                            label="Downloads",
+                            file_count="multiple",
+                            interactive=False,
+                            visible=False,
+                            elem_id="exports",
+                        )
                 with gr.Tab("All heads", elem_id="tab-heads"):
-                    score_name = gr.Radio(list(SCORE_NAMES), value="previous-token", label="Head score (click a head to open it)")
+                    score_name = gr.Radio(
+                        list(SCORE_NAMES), value="previous-token", label="Head score (click a head to open it)"
+                    )
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=3, min_width=300):
-                            grid = gr.Plot(_empty("Every head at a glance, after you generate."), label="Every head at a glance: layers down, heads across", elem_id="grid")
+                            grid = gr.Plot(
+                                _empty("Every head at a glance, after you generate."),
+                                label="Every head at a glance: layers down, heads across",
+                                elem_id="grid",
+                            )
                         with gr.Column(scale=2, min_width=260):
-                            scores_plot = gr.Plot(_empty("Head scores, after you generate."), label="Head scores", elem_id="scores")
+                            scores_plot = gr.Plot(
+                                _empty("Head scores, after you generate."), label="Head scores", elem_id="scores"
+                            )
                 with gr.Tab("Lab", elem_id="tab-lab"):
                     lab_status = gr.Textbox(label="Lab", interactive=False, lines=1, max_lines=6, elem_id="lab-status")
                     with gr.Tabs():
@@ -690,41 +789,111 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
                                 step_control = gr.Button("Ablate L4 H2", min_width=120)
                         with gr.Tab("Loss & lens", elem_id="lab-loss-tab"):
                             loss_btn = gr.Button("Show the loss and the logit lens", elem_id="lab-loss-btn")
-                            lab_loss = gr.Plot(_empty("Each token's loss given the ones before it."), label="Per-token loss", elem_id="lab-loss")
-                            lab_lens = gr.Plot(_empty("The top token read from the residual stream after each layer."), label="Logit lens", elem_id="lab-lens")
+                            lab_loss = gr.Plot(
+                                _empty("Each token's loss given the ones before it."),
+                                label="Per-token loss",
+                                elem_id="lab-loss",
+                            )
+                            lab_lens = gr.Plot(
+                                _empty("The top token read from the residual stream after each layer."),
+                                label="Logit lens",
+                                elem_id="lab-lens",
+                            )
                         with gr.Tab("Attribution", elem_id="lab-attr-tab"):
                             with gr.Row():
-                                lab_position = gr.Number(value=-1, precision=0, label="Position (-1 = last)", min_width=120)
-                                lab_target = gr.Textbox(label="Target token (empty = the actual next one, or the top prediction at the end)", min_width=200)
+                                lab_position = gr.Number(
+                                    value=-1, precision=0, label="Position (-1 = last)", min_width=120
+                                )
+                                lab_target = gr.Textbox(
+                                    label="Target token (empty = the actual next one, or the top prediction at the end)",
+                                    min_width=200,
+                                )
                             attr_btn = gr.Button("Attribute and sweep", elem_id="lab-attr-btn")
                             with gr.Row(equal_height=False):
-                                lab_direct = gr.Plot(_empty("Each head's direct share of the target's logit."), label="Direct attribution", elem_id="lab-direct", min_width=260)
-                                lab_sweep = gr.Plot(_empty("Each head alone ablated: the change in log p."), label="Ablation sweep", elem_id="lab-sweep", min_width=260)
+                                lab_direct = gr.Plot(
+                                    _empty("Each head's direct share of the target's logit."),
+                                    label="Direct attribution",
+                                    elem_id="lab-direct",
+                                    min_width=260,
+                                )
+                                lab_sweep = gr.Plot(
+                                    _empty("Each head alone ablated: the change in log p."),
+                                    label="Ablation sweep",
+                                    elem_id="lab-sweep",
+                                    min_width=260,
+                                )
                             with gr.Row(equal_height=False):
-                                lab_rest = gr.Plot(_empty("MLPs, embeddings and biases.", 200), label="The rest", elem_id="lab-rest", min_width=260)
-                                lab_rank = gr.Plot(_empty("The target's rank, layer by layer.", 200), label="Rank in the logit lens", elem_id="lab-rank", min_width=260)
+                                lab_rest = gr.Plot(
+                                    _empty("MLPs, embeddings and biases.", 200),
+                                    label="The rest",
+                                    elem_id="lab-rest",
+                                    min_width=260,
+                                )
+                                lab_rank = gr.Plot(
+                                    _empty("The target's rank, layer by layer.", 200),
+                                    label="Rank in the logit lens",
+                                    elem_id="lab-rank",
+                                    min_width=260,
+                                )
                         with gr.Tab("Ablation", elem_id="lab-ablate-tab"):
                             with gr.Row():
-                                lab_heads_box = gr.Textbox(label="Heads (L0H0, L1H2, or L1 for a layer; click heads in the lab's maps)", value="L1", scale=3, elem_id="lab-heads")
-                                lab_mode = gr.Radio(["zero", "mean"], value="zero", label="Ablation", scale=1, min_width=140)
+                                lab_heads_box = gr.Textbox(
+                                    label="Heads (L0H0, L1H2, or L1 for a layer; click heads in the lab's maps)",
+                                    value="L1",
+                                    scale=3,
+                                    elem_id="lab-heads",
+                                )
+                                lab_mode = gr.Radio(
+                                    ["zero", "mean"], value="zero", label="Ablation", scale=1, min_width=140
+                                )
                             ablate_btn = gr.Button("Ablate", variant="primary", elem_id="lab-ablate-btn")
-                            lab_ablate_loss = gr.Plot(_empty("Per-token loss, clean and ablated."), label="Loss before and after", elem_id="lab-ablate-loss")
-                            lab_ablate_bars = gr.Plot(_empty("Next-token probabilities, clean and ablated.", 220), label="Next token before and after", elem_id="lab-ablate-bars")
+                            lab_ablate_loss = gr.Plot(
+                                _empty("Per-token loss, clean and ablated."),
+                                label="Loss before and after",
+                                elem_id="lab-ablate-loss",
+                            )
+                            lab_ablate_bars = gr.Plot(
+                                _empty("Next-token probabilities, clean and ablated.", 220),
+                                label="Next token before and after",
+                                elem_id="lab-ablate-bars",
+                            )
                         with gr.Tab("Patching", elem_id="lab-patch-tab"):
                             patch_clean = gr.Textbox(label="Clean prompt", value=PATCH_EXAMPLE[0], lines=2)
-                            patch_corrupted = gr.Textbox(label="Corrupted prompt (the same number of tokens)", value=PATCH_EXAMPLE[1], lines=2)
-                            patch_btn = gr.Button("Patch clean into corrupted", variant="primary", elem_id="lab-patch-btn")
-                            lab_patch_resid = gr.Plot(_empty("The residual stream patched per layer and position."), label="Residual stream", elem_id="lab-patch-resid")
-                            lab_patch_heads = gr.Plot(_empty("Each head's output patched."), label="Heads", elem_id="lab-patch-heads")
-                    lab_export_btn = gr.Button("Export the lab's numbers (.json, .csv) and figures (.html)", elem_id="lab-export")
-                    lab_exports = gr.File(label="Lab downloads", file_count="multiple", interactive=False, visible=False, elem_id="lab-exports")
+                            patch_corrupted = gr.Textbox(
+                                label="Corrupted prompt (the same number of tokens)", value=PATCH_EXAMPLE[1], lines=2
+                            )
+                            patch_btn = gr.Button(
+                                "Patch clean into corrupted", variant="primary", elem_id="lab-patch-btn"
+                            )
+                            lab_patch_resid = gr.Plot(
+                                _empty("The residual stream patched per layer and position."),
+                                label="Residual stream",
+                                elem_id="lab-patch-resid",
+                            )
+                            lab_patch_heads = gr.Plot(
+                                _empty("Each head's output patched."), label="Heads", elem_id="lab-patch-heads"
+                            )
+                    lab_export_btn = gr.Button(
+                        "Export the lab's numbers (.json, .csv) and figures (.html)", elem_id="lab-export"
+                    )
+                    lab_exports = gr.File(
+                        label="Lab downloads",
+                        file_count="multiple",
+                        interactive=False,
+                        visible=False,
+                        elem_id="lab-exports",
+                    )
 
     view_inputs = [session_state, head_box, options_box, score_name, query_state, run_box, ablation_state]
     attention_outputs = [heatmap, attn_chips, next_tokens, chips]
     view_outputs = [head_box, query_state, *attention_outputs, grid, scores_plot, status_box]
     private = dict(api_visibility="private")
 
-    generation = generate_btn.click(lambda: (None, None, gr.update(visible=False, value=CLEAN)), outputs=[query_state, ablation_state, run_box], **private).then(
+    generation = generate_btn.click(
+        lambda: (None, None, gr.update(visible=False, value=CLEAN)),
+        outputs=[query_state, ablation_state, run_box],
+        **private,
+    ).then(
         run_generation,
         inputs=[prompt, model_box, max_new_tokens, temperature, top_k, top_p, seed, fast_decode],
         outputs=[output, chips, session_state, status_box, generate_btn, stop_btn],
@@ -736,8 +905,19 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
         stopped, [session_state], [status_box, generate_btn, stop_btn], **private
     ).then(refresh_views, view_inputs, view_outputs, **private)
     model_box.input(switch_model, [model_box, session_state], [model_box, status_box], **private)
-    gr.on([head_box.input, options_box.input, score_name.input, run_box.input], update_head, view_inputs, [*attention_outputs, grid, scores_plot, status_box], **private)
-    chips.select(select_query, [session_state, head_box, options_box, run_box, ablation_state], [query_state, status_box, *attention_outputs], **private)
+    gr.on(
+        [head_box.input, options_box.input, score_name.input, run_box.input],
+        update_head,
+        view_inputs,
+        [*attention_outputs, grid, scores_plot, status_box],
+        **private,
+    )
+    chips.select(
+        select_query,
+        [session_state, head_box, options_box, run_box, ablation_state],
+        [query_state, status_box, *attention_outputs],
+        **private,
+    )
     bridge.change(
         bridge_click,
         [bridge, session_state, head_box, options_box, score_name, query_state, run_box, ablation_state, lab_heads_box],
@@ -748,15 +928,31 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
 
     heavy = dict(concurrency_id="lab", concurrency_limit=2, **private)
     loss_btn.click(lab_loss_and_lens, [session_state], [lab_loss, lab_lens, lab_status], **heavy)
-    attr_btn.click(lab_attribute, [session_state, lab_position, lab_target], [lab_direct, lab_rest, lab_sweep, lab_rank, lab_status], **heavy)
+    attr_btn.click(
+        lab_attribute,
+        [session_state, lab_position, lab_target],
+        [lab_direct, lab_rest, lab_sweep, lab_rank, lab_status],
+        **heavy,
+    )
     ablate_inputs = [session_state, lab_heads_box, lab_mode, lab_position, lab_target]
     ablate_outputs = [ablation_state, lab_ablate_loss, lab_ablate_bars, lab_status, run_box]
     ablate_btn.click(lab_ablate, ablate_inputs, ablate_outputs, **heavy)
     for button, heads_text in ((step_layer1, "L1"), (step_prev, "L0H0"), (step_control, "L4H2")):
-        button.click(lambda text=heads_text: tutorial_step(text), outputs=[lab_heads_box, lab_mode], **private).then(lab_ablate, ablate_inputs, ablate_outputs, **heavy)
-    load_example.click(lambda: REPEATED_EXAMPLE, outputs=prompt, **private).then(lambda: None, js="() => document.querySelector('#generate').click()", **private)
-    patch_btn.click(lab_patch, [patch_clean, patch_corrupted, session_state], [lab_patch_resid, lab_patch_heads, lab_status], **heavy)
-    export_btn.click(export_attention, [session_state, head_box, options_box, query_state], [exports, status_box], **private)
+        button.click(lambda text=heads_text: tutorial_step(text), outputs=[lab_heads_box, lab_mode], **private).then(
+            lab_ablate, ablate_inputs, ablate_outputs, **heavy
+        )
+    load_example.click(lambda: REPEATED_EXAMPLE, outputs=prompt, **private).then(
+        lambda: None, js="() => document.querySelector('#generate').click()", **private
+    )
+    patch_btn.click(
+        lab_patch,
+        [patch_clean, patch_corrupted, session_state],
+        [lab_patch_resid, lab_patch_heads, lab_status],
+        **heavy,
+    )
+    export_btn.click(
+        export_attention, [session_state, head_box, options_box, query_state], [exports, status_box], **private
+    )
     lab_export_btn.click(export_lab, [session_state, lab_position, lab_target], [lab_exports, lab_status], **heavy)
 
     demo.load(lambda: gr.update(choices=MODELS.choices()), outputs=model_box, **private)  # with --model checkpoints

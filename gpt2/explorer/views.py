@@ -38,7 +38,11 @@ def token_chips(window: Window, query: int | None = None, losses: np.ndarray | N
     chips: list = [(cut_marker(window), None)] if window.cut else []
     if losses is not None:
         scale = max(float(np.max(losses)), 1e-6) if len(losses) else 1.0
-        return chips + [(texts[0], None)] + [(text, round(float(loss) / scale, 3)) for text, loss in zip(texts[1:], losses, strict=True)]
+        return (
+            chips
+            + [(texts[0], None)]
+            + [(text, round(float(loss) / scale, 3)) for text, loss in zip(texts[1:], losses, strict=True)]
+        )
     for n, text in enumerate(texts):
         category = QUERY if n == query else PROMPT if n < window.prompt_len else GENERATED
         chips.append((text, category))
@@ -123,7 +127,9 @@ def heatmap_view(model, entry: Entry, layer, head, hide_sink=False, log_scale=Fa
     size = -(-T // plots.MAX_AXIS)
     bins = range(0, T, size)
     names = [
-        plots.escape_label(f"'{plots.visible_token(entry.tokens[lo])}'…'{plots.visible_token(entry.tokens[min(T, lo + size) - 1])}' ({lo}–{min(T, lo + size) - 1})")
+        plots.escape_label(
+            f"'{plots.visible_token(entry.tokens[lo])}'…'{plots.visible_token(entry.tokens[min(T, lo + size) - 1])}' ({lo}–{min(T, lo + size) - 1})"
+        )
         for lo in bins
     ]
     row = None if query is None else query // size
@@ -164,7 +170,9 @@ def next_token_probs(model, entry: Entry, position: int) -> torch.Tensor:
     return torch.softmax(logits.float(), -1).cpu()
 
 
-def next_token_view(model, entry: Entry, position: int, k: int = 10, compare: Entry | None = None, names=("clean", "ablated")):
+def next_token_view(
+    model, entry: Entry, position: int, k: int = 10, compare: Entry | None = None, names=("clean", "ablated")
+):
     """(figure, label): the top-k next tokens after `position`, with their probabilities; with
     `compare`, the same tokens' probabilities in that run beside them."""
     tokenizer = get_tokenizer()
@@ -188,7 +196,10 @@ def score_view(entry: Entry, score_name: str, selected: tuple[int, int] | None):
         raise UserInputError(f"unknown score {score_name!r}: choose one of {', '.join(SCORE_NAMES)}")
     scores = entry.analysis.scores[score_name].numpy()
     roles = entry.analysis.roles
-    text = [[f"{scores[layer, head]:.2f}<br>{roles[layer][head]}" for head in range(scores.shape[1])] for layer in range(scores.shape[0])]
+    text = [
+        [f"{scores[layer, head]:.2f}<br>{roles[layer][head]}" for head in range(scores.shape[1])]
+        for layer in range(scores.shape[0])
+    ]
     return plots.layer_head_map(scores, score_name, text, selected)
 
 
