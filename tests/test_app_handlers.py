@@ -22,7 +22,7 @@ def views(session, head="0,0", options=(), score="induction", query=None, run=ui
 
 
 def test_generation_streams_token_by_token_and_frees_the_buttons(monkeypatch):
-    monkeypatch.setattr(ui, "STREAM_INTERVAL_S", 0.0)
+    monkeypatch.setattr(ui.service, "STREAM_INTERVAL_S", 0.0)
     updates = generate("ROMEO:\n", 6)
     texts = [u[ui.output] for u in updates if ui.output in u]
     assert texts[0] == "ROMEO:\n" and len(texts) == 7  # the prompt, then one update per new token
@@ -36,7 +36,7 @@ def test_generation_streams_token_by_token_and_frees_the_buttons(monkeypatch):
 
 
 def test_fast_tokens_are_batched_into_fewer_redraws(monkeypatch):
-    monkeypatch.setattr(ui, "STREAM_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(ui.service, "STREAM_INTERVAL_S", 3600.0)
     updates = generate("ROMEO:\n", 6)
     texts = [u[ui.output] for u in updates if ui.output in u]
     assert len(texts) == 3  # the prompt, the first token, and the complete text

@@ -6,5 +6,7 @@
 - `cache`: the analyses of recent texts, bounded in bytes;
 - `views` and `lab_views`: the figures and numbers shown;
 - `export`: downloads;
+- `service`: the process-wide model store and cache, and streaming;
+- `api`: the named API endpoints;
 - `ui`: the Gradio app that wires widgets to all of these (`gpt2-explorer` starts it).
 """

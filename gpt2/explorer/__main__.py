@@ -33,7 +33,8 @@ def main(argv=None) -> int:
         os.environ["GRADIO_SERVER_NAME"] = args.host
     if args.port:
         os.environ["GRADIO_SERVER_PORT"] = str(args.port)
-    from .ui import MODELS, launch
+    from .service import MODELS
+    from .ui import launch
 
     directories = [d for d in os.environ.get(MODELS_ENV, "").split(os.pathsep) if d.strip()] + args.model
     for directory in directories:

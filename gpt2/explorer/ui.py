@@ -6,8 +6,6 @@ become one status line and a warning toast, never a traceback.
 
 import os
 import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +13,10 @@ import gradio as gr
 from gradio.components.plot import PlotData
 
 from .. import plots
-from ..generate import stream_tokens
 from ..lab import Ablation, LabError, parse_heads
 from ..scores import SCORE_NAMES
 from ..tokenizer import get_tokenizer
-from . import export, lab_views, views
-from .cache import AnalysisCache
+from . import api, export, lab_views, service, views
 from .inputs import (
     MAX_NEW_TOKENS,
     MAX_PROMPT_CHARS,
@@ -29,9 +25,8 @@ from .inputs import (
     encode_prompt,
     head_value,
     parse_head_value,
-    sampling_settings,
 )
-from .models import BUNDLED_NAME, ModelStore
+from .models import BUNDLED_NAME
 from .session import EMPTY_SESSION, Session
 
 try:  # ZeroGPU on Hugging Face Spaces; a no-op everywhere else
@@ -44,10 +39,6 @@ except ImportError:
         return fn
 
 
-MODELS = ModelStore()
-ANALYSES = AnalysisCache(budget_bytes=int(os.environ.get("EXPLORER_CACHE_BYTES", 1 << 30)))
-EXPORT_DIR = Path(tempfile.mkdtemp(prefix="gpt2-explorer-"))
-STREAM_INTERVAL_S = 0.04  # the browser re-renders every chip per update: batch tokens that come faster
 SESSION_TTL_S = 1800  # session state (token ids only) expires after 30 minutes
 REPEATED_EXAMPLE = (
     "sword crown honey winter tongue lamb night castle bread river. "
@@ -153,10 +144,10 @@ def _entry(session: Session, run: str = CLEAN, ablation: Ablation | None = None)
     """(model, the analysis entry of the session's window, the window)."""
     if not session or not session.ids:
         raise UserInputError("generate some text first")
-    model = MODELS.get(session.model)
+    model = service.MODELS.get(session.model)
     window = session.window(model.config.block_size)
     use = ablation if run == ABLATED and ablation is not None else None
-    return model, ANALYSES.get(session.model, model, window.ids, use), window
+    return model, service.ANALYSES.get(session.model, model, window.ids, use), window
 
 
 def _query(entry, query) -> int:
@@ -189,37 +180,11 @@ def _head_view(head_choice, options) -> HeadView:
 # ---- generation -------------------------------------------------------------------------------------
 
 
-def _throttled(stream):
-    """The items of `stream`, at most one every STREAM_INTERVAL_S, and always the last one."""
-    last_update, pending = float("-inf"), None
-    for item in stream:
-        pending = item
-        if time.monotonic() - last_update >= STREAM_INTERVAL_S:
-            last_update, pending = time.monotonic(), None
-            yield item
-    if pending is not None:
-        yield pending
-
-
-def stream_text(model, prompt_ids: list[int], settings) -> Iterator[list[int]]:
-    """Yield every token id so far after each new token."""
-    ids = list(prompt_ids)
-    for token in stream_tokens(model, prompt_ids, settings):
-        ids.append(token)
-        yield list(ids)
-
-
 def shown_text(session: Session, block_size: int) -> str:
     """The text as the model sees it: its context window, after a ✂ marker if tokens came before."""
     window = session.window(block_size)
     text = get_tokenizer().decode(window.ids)
     return f"✂ [{window.cut:,} earlier tokens] " + text if window.cut else text
-
-
-def _prepare(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode):
-    settings = sampling_settings(max_new_tokens, temperature, top_k, top_p, seed)
-    model = MODELS.decoder(model_name, fast_decode)
-    return settings, model, encode_prompt(prompt, model.config.block_size)
 
 
 def _idle(status: str) -> dict:
@@ -234,14 +199,14 @@ def _idle(status: str) -> dict:
 def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode):
     """Stream the text, its token chips, the session and the status as tokens arrive."""
     try:
-        settings, model, encoded = _prepare(
+        settings, model, encoded = service.prepare(
             prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode
         )
     except UserInputError as exc:
         yield _idle(warn(exc))
         return
     block = model.config.block_size
-    session = Session(MODELS.resolve(model_name), tuple(encoded.ids), len(encoded.ids), encoded.cut)
+    session = Session(service.MODELS.resolve(model_name), tuple(encoded.ids), len(encoded.ids), encoded.cut)
     note = (encoded.note + " ") if encoded.note else ""
     running = {generate_btn: gr.update(interactive=False), stop_btn: gr.update(interactive=True, variant="stop")}
     status = f"{note}Generating {settings.max_new_tokens} tokens with {session.model}…"
@@ -252,7 +217,7 @@ def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p
         status_box: status,
         **running,
     }
-    for ids in _throttled(stream_text(model, encoded.ids, settings)):
+    for ids in service.throttled(service.stream_text(model, encoded.ids, settings)):
         session = session.with_ids(ids)
         yield {
             output: shown_text(session, block),
@@ -273,7 +238,7 @@ def switch_model(model_name, session: Session, progress=gr.Progress(track_tqdm=T
     and stay on the current one."""
     current = (session or EMPTY_SESSION).model
     try:
-        MODELS.get(model_name)
+        service.MODELS.get(model_name)
     except UserInputError as exc:
         return {model_box: current, status_box: warn(f"{exc}. Staying on {current}")}
     return {model_box: model_name, status_box: f"Loaded {model_name}. Press Generate to use it."}
@@ -353,7 +318,7 @@ def _select_query(session, head_choice, options, run, ablation, position) -> dic
 def select_query(session, head_choice, options, run, ablation, evt: gr.SelectData):
     """A token chip was clicked: it becomes the query."""
     try:
-        model = MODELS.get(session.model) if session and session.ids else None
+        model = service.MODELS.get(session.model) if session and session.ids else None
         if model is None:
             raise UserInputError("generate some text first")
         position = views.chip_position(session.window(model.config.block_size), evt.index)
@@ -455,7 +420,7 @@ def lab_ablate(session, heads_text, mode, position, target):
         except LabError as exc:
             raise UserInputError(str(exc)) from None
         window = session.window(config.block_size)
-        ablated = ANALYSES.get(session.model, model, window.ids, ablation)
+        ablated = service.ANALYSES.get(session.model, model, window.ids, ablation)
         position, target_id = lab_views.with_default_target(model, entry, position, target)
         loss_view, bars_view, summary = lab_views.ablation_views(model, entry, ablated, ablation, position, target_id)
     except UserInputError as exc:
@@ -477,7 +442,7 @@ def tutorial_step(heads_text, mode="zero"):
 def lab_patch(clean_text, corrupted_text, session, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
     try:
         model_name = (session or EMPTY_SESSION).model
-        model = MODELS.get(model_name)
+        model = service.MODELS.get(model_name)
         clean = encode_prompt(clean_text, model.config.block_size, what="the clean prompt").ids
         corrupted = encode_prompt(corrupted_text, model.config.block_size, what="the corrupted prompt").ids
         resid_view, heads_view, summary = lab_views.patch_views(
@@ -496,7 +461,7 @@ def lab_patch(clean_text, corrupted_text, session, progress=gr.Progress()):  # n
 
 
 def _export_folder() -> Path:
-    return Path(tempfile.mkdtemp(dir=EXPORT_DIR))
+    return Path(tempfile.mkdtemp(dir=service.EXPORT_DIR))
 
 
 def export_attention(session, head_choice, options, query):
@@ -543,119 +508,6 @@ def export_lab(session, position, target):
     }
 
 
-# ---- API endpoints ----------------------------------------------------------------------------------
-
-
-def _api_entry(prompt: str, model: str):
-    loaded = MODELS.get(model)
-    ids = encode_prompt(prompt, loaded.config.block_size).ids
-    return loaded, ANALYSES.get(MODELS.resolve(model), loaded, ids)
-
-
-def api_generate(
-    prompt: str,
-    model: str = BUNDLED_NAME,
-    max_new_tokens: int = 40,
-    temperature: float = 0.8,
-    top_k: int = 50,
-    top_p: float = 1.0,
-    seed: int = 0,
-    fast_decode: bool = True,
-) -> Iterator[str]:
-    """Generate a continuation: streams the prompt followed by the text so far; the last value is the
-    whole result. `fast_decode` uses int8 weights for GPT-2-sized models (the text may differ slightly
-    from float32's). A client that disconnects (or cancels) stops the generation and frees its worker."""
-    try:
-        settings, loaded, encoded = _prepare(
-            prompt, model, max_new_tokens, temperature, top_k, top_p, seed, fast_decode
-        )
-    except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
-    tokenizer = get_tokenizer()
-    kept = tokenizer.decode(encoded.ids)
-    yield kept  # at once: a streaming client sees its request start
-    for ids in _throttled(stream_text(loaded, encoded.ids, settings)):
-        yield kept + tokenizer.decode(ids[len(encoded.ids) :])
-
-
-def api_attention(prompt: str, model: str = BUNDLED_NAME, layer: int = 0, head: int = 0) -> dict:
-    """One head's attention over the prompt: {"tokens": [...], "attention": [[...]]}, rows are queries."""
-    try:
-        loaded, entry = _api_entry(prompt, model)
-        return views.attention_json(loaded, entry, layer, head)
-    except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
-
-
-def api_loss(prompt: str, model: str = BUNDLED_NAME) -> dict:
-    """Per-token loss: {"tokens": [...], "loss": [...]}; loss[i] is the loss of token i + 1 given tokens 0..i."""
-    try:
-        loaded, entry = _api_entry(prompt, model)
-        data = lab_views.loss_view(loaded, entry).data
-        return {"tokens": data["tokens"], "loss": data["loss"]}
-    except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
-
-
-def api_logit_lens(prompt: str, model: str = BUNDLED_NAME) -> dict:
-    """The logit lens: {"tokens", "layers": ["embed", "L0", ...], "top_token": [[...]], "top_prob": [[...]]}, rows = layers."""
-    try:
-        loaded, entry = _api_entry(prompt, model)
-        return lab_views.lens_view(loaded, entry).data
-    except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
-
-
-def api_head_effects(prompt: str, model: str = BUNDLED_NAME, position: int = -1, target: str = "") -> dict:
-    """{"position", "target", "direct": (L, H), "ablation": (L, H)}: each head's direct contribution to
-    the target's logit, and the change in its log-probability when that head alone is mean-ablated."""
-    try:
-        loaded, entry = _api_entry(prompt, model)
-        position, target_id = lab_views.with_default_target(loaded, entry, position, target)
-        direct, _ = lab_views.attribution_view(loaded, entry, position, target_id)
-        sweep = lab_views.sweep_view(loaded, entry, position, target_id)
-        return {
-            "position": position,
-            "target": direct.data["target"],
-            "direct": direct.data["direct"],
-            "ablation": sweep.data["ablation"],
-        }
-    except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
-
-
-def api_ablate(prompt: str, model: str = BUNDLED_NAME, heads: str = "L0H0", mode: str = "zero") -> dict:
-    """{"tokens", "loss_before", "loss_after", "top_before", "top_after"}: per-token losses as in /loss
-    and the top 10 [token, probability] at the last position, before and after ablating `heads`
-    ("L0H0, L1H2", or "L1" for every head of layer 1) in `mode` ("zero" or "mean")."""
-    try:
-        loaded, entry = _api_entry(prompt, model)
-        config = loaded.config
-        try:
-            ablation = Ablation(parse_heads(heads, config.num_layers, config.num_heads), mode)
-        except LabError as exc:
-            raise UserInputError(str(exc)) from None
-        ablated = ANALYSES.get(MODELS.resolve(model), loaded, entry.analysis.ids, ablation)
-        position, target_id = lab_views.with_default_target(loaded, entry, -1, "")
-        loss_view, _, _ = lab_views.ablation_views(loaded, entry, ablated, ablation, position, target_id)
-        return {key: loss_view.data[key] for key in ("tokens", "loss_before", "loss_after", "top_before", "top_after")}
-    except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
-
-
-def api_patch(clean: str, corrupted: str, model: str = BUNDLED_NAME) -> dict:
-    """{"answer_clean", "answer_corrupted", "resid": (L, T), "heads": (L, H)}: the logit difference
-    restored by patching clean activations into the corrupted run, 0 (none) … 1 (the clean run's)."""
-    try:
-        loaded = MODELS.get(model)
-        clean_ids = encode_prompt(clean, loaded.config.block_size, what="the clean prompt").ids
-        corrupted_ids = encode_prompt(corrupted, loaded.config.block_size, what="the corrupted prompt").ids
-        resid_view, _, _ = lab_views.patch_views(loaded, clean_ids, corrupted_ids)
-        return {key: resid_view.data[key] for key in ("answer_clean", "answer_corrupted", "resid", "heads")}
-    except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
-
-
 # ---- layout -----------------------------------------------------------------------------------------
 
 
@@ -675,7 +527,7 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
     bridge = gr.Textbox(visible="hidden", elem_id="click-bridge", label="click")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
-            model_box = gr.Dropdown(MODELS.choices(), value=BUNDLED_NAME, label="Model", elem_id="model")
+            model_box = gr.Dropdown(service.MODELS.choices(), value=BUNDLED_NAME, label="Model", elem_id="model")
             prompt = gr.Textbox(
                 label="Prompt (Ctrl/Cmd+Enter generates)",
                 lines=3,
@@ -955,15 +807,17 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
     )
     lab_export_btn.click(export_lab, [session_state, lab_position, lab_target], [lab_exports, lab_status], **heavy)
 
-    demo.load(lambda: gr.update(choices=MODELS.choices()), outputs=model_box, **private)  # with --model checkpoints
+    demo.load(
+        lambda: gr.update(choices=service.MODELS.choices()), outputs=model_box, **private
+    )  # with --model checkpoints
 
-    gr.api(api_generate, api_name="generate")
-    gr.api(api_attention, api_name="attention")
-    gr.api(api_loss, api_name="loss")
-    gr.api(api_logit_lens, api_name="logit_lens")
-    gr.api(api_head_effects, api_name="head_effects")
-    gr.api(api_ablate, api_name="ablate")
-    gr.api(api_patch, api_name="patch")
+    gr.api(api.api_generate, api_name="generate")
+    gr.api(api.api_attention, api_name="attention")
+    gr.api(api.api_loss, api_name="loss")
+    gr.api(api.api_logit_lens, api_name="logit_lens")
+    gr.api(api.api_head_effects, api_name="head_effects")
+    gr.api(api.api_ablate, api_name="ablate")
+    gr.api(api.api_patch, api_name="patch")
 
 demo.queue(default_concurrency_limit=4, max_size=64)
 
@@ -972,11 +826,11 @@ THEME = gr.themes.Soft(font=FONTS, font_mono=MONO_FONTS)
 
 def launch(**kwargs):
     """Serve the app (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override the address, as on Spaces)."""
-    MODELS.get(BUNDLED_NAME)  # load before the first request
+    service.MODELS.get(BUNDLED_NAME)  # load before the first request
     return demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        allowed_paths=[str(EXPORT_DIR)],
+        allowed_paths=[str(service.EXPORT_DIR)],
         theme=THEME,
         css=CSS,
         js=JS,
