@@ -193,8 +193,13 @@ def test_desktop_every_answer_is_in_view(app_server):
         # hover a cell, then click a token: it is marked, its row outlined, its panels updated, in view
         hover = hover_cell(page, 12, 11)
         assert re.fullmatch(r"query '␣crown' \(12\) → key '␣sword' \(11\): \d\.\d{3}", hover), hover
+        clicked = time.monotonic()
         page.locator(TOKEN_CHIPS).nth(12).click()
         expect(status(page)).to_have_value("Query: token 12 '␣crown'.", timeout=WAIT_MS)
+        page.wait_for_function(
+            "() => document.querySelector('#heatmap .js-plotly-plot').layout.shapes[0].y0 === 11.5", timeout=WAIT_MS
+        )
+        print(f"a token click redrew the query's views in {time.monotonic() - clicked:.2f} s")
         expect(page.locator("#attn-chips label")).to_have_text(re.compile("What token 12 attends to"), timeout=WAIT_MS)
         expect(page.locator("#next-tokens label")).to_have_text("Next token after position 12", timeout=WAIT_MS)
         query_chip = page.locator(TOKEN_CHIPS).nth(12)
