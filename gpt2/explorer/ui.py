@@ -511,6 +511,11 @@ def export_lab(session, position, target):
 # ---- layout -----------------------------------------------------------------------------------------
 
 
+def _downloads(label: str, elem_id: str) -> gr.File:
+    """A list of files to download, hidden until there are some."""
+    return gr.File(label=label, file_count="multiple", interactive=False, visible=False, elem_id=elem_id)
+
+
 def _empty(message: str, height: int = 260):
     return PlotData(type="plotly", plot=plots.figure_json(plots.placeholder(message, height)))
 
@@ -607,13 +612,7 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
                             "Every layer's and head's maps (.npz, float16, with the tokens and head scores), and the heatmap above as a page that opens offline."
                         )
                         export_btn = gr.Button("Export attention (.npz) and heatmap (.html)", elem_id="export")
-                        exports = gr.File(
-                            label="Downloads",
-                            file_count="multiple",
-                            interactive=False,
-                            visible=False,
-                            elem_id="exports",
-                        )
+                        exports = _downloads("Downloads", "exports")
                 with gr.Tab("All heads", elem_id="tab-heads"):
                     score_name = gr.Radio(
                         list(SCORE_NAMES), value="previous-token", label="Head score (click a head to open it)"
@@ -728,13 +727,7 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
                     lab_export_btn = gr.Button(
                         "Export the lab's numbers (.json, .csv) and figures (.html)", elem_id="lab-export"
                     )
-                    lab_exports = gr.File(
-                        label="Lab downloads",
-                        file_count="multiple",
-                        interactive=False,
-                        visible=False,
-                        elem_id="lab-exports",
-                    )
+                    lab_exports = _downloads("Lab downloads", "lab-exports")
 
     view_inputs = [session_state, head_box, options_box, score_name, query_state, run_box, ablation_state]
     attention_outputs = [heatmap, attn_chips, next_tokens, chips]
