@@ -344,10 +344,6 @@ class GPT2(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def hook_points(self) -> Iterator[tuple[str, HookPoint]]:
-        """(name, module) of every hook point, in the order a forward pass reaches them."""
-        return ((name, m) for name, m in self.named_modules() if isinstance(m, HookPoint))
-
     def generate(self, idx: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:
         """`idx` (B, T) followed by `max_new_tokens` sampled tokens; `sampling` holds the fields of
         `gpt2.SamplingSettings` (temperature, top_k, top_p, seed, stop_at_eot)."""

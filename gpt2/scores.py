@@ -32,10 +32,15 @@ def induction_targets(ids) -> torch.Tensor:
     return targets
 
 
+def bin_size(T: int, max_axis: int) -> int:
+    """Positions per bin when T positions are pooled into at most `max_axis` bins."""
+    return -(-T // max_axis)
+
+
 def bin_members(T: int, max_axis: int, device=None) -> torch.Tensor:
     """(T, bins) 0/1 matrix putting each of T positions in one of at most `max_axis` bins of
-    `ceil(T / max_axis)` consecutive positions (the last bin may hold fewer)."""
-    size = -(-T // max_axis)
+    `bin_size` consecutive positions (the last bin may hold fewer)."""
+    size = bin_size(T, max_axis)
     which = torch.arange(T, device=device) // size
     return (which[:, None] == torch.arange(-(-T // size), device=device)).float()
 

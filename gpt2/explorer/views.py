@@ -12,7 +12,7 @@ import torch
 from .. import plots
 from ..analysis import final_hidden, layer_maps
 from ..lab import token_losses
-from ..scores import SCORE_NAMES, drop_first_token, pool_map
+from ..scores import SCORE_NAMES, bin_size, drop_first_token, pool_map
 from ..tokenizer import get_tokenizer
 from .cache import Entry
 from .inputs import MEAN, UserInputError, as_int, check_head, head_value
@@ -124,7 +124,7 @@ def heatmap_view(model, entry: Entry, layer, head, hide_sink=False, log_scale=Fa
         names = [plots.token_label(tok, i) for i, tok in enumerate(entry.tokens)]
         return plots.attention_heatmap(z, names, entry.tokens, log_scale, query), label
     pooled = pool_map(torch.from_numpy(attn), plots.MAX_AXIS).numpy()
-    size = -(-T // plots.MAX_AXIS)
+    size = bin_size(T, plots.MAX_AXIS)
     bins = range(0, T, size)
     names = [
         plots.escape_label(
@@ -140,7 +140,7 @@ def heatmap_view(model, entry: Entry, layer, head, hide_sink=False, log_scale=Fa
 def heatmap_click_position(entry: Entry, row) -> int:
     """The position a click on heatmap row `row` selects (the first of a pooled bin)."""
     T = len(entry.analysis.ids)
-    size = -(-T // plots.MAX_AXIS)
+    size = bin_size(T, plots.MAX_AXIS)
     return min(T - 1, max(0, as_int(row, "row") * size))
 
 
