@@ -62,16 +62,6 @@ def hooks(model: nn.Module, fns: dict[str, HookFn | list[HookFn]]):
         yield
 
 
-def cache_hooks(model: nn.Module, names_filter: NamesFilter = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """An empty activation cache and the hooks that fill it: `with hooks(model, fns): model(idx)`."""
-    cache: dict[str, torch.Tensor] = {}
-
-    def store(activation: torch.Tensor, hook: HookPoint) -> None:
-        cache[hook.name] = activation.detach()
-
-    return cache, {name: store for name in _selected(hook_dict(model), names_filter)}
-
-
 def run_with_cache(
     model: nn.Module,
     idx: torch.Tensor,
@@ -82,7 +72,12 @@ def run_with_cache(
     """Run `model(idx, **forward_kwargs)` and return its output with the activations of the hook
     points `names_filter` selects (None: all; a name, a list of names, or a predicate), by name.
     `fwd_hooks` adds interventions to the same pass; they run before the activation is cached."""
-    cache, store = cache_hooks(model, names_filter)
-    with hooks(model, fwd_hooks or {}), hooks(model, store):
+    cache: dict[str, torch.Tensor] = {}
+
+    def store(activation: torch.Tensor, hook: HookPoint) -> None:
+        cache[hook.name] = activation.detach()
+
+    names = _selected(hook_dict(model), names_filter)
+    with hooks(model, fwd_hooks or {}), hooks(model, dict.fromkeys(names, store)):
         out = model(idx, **forward_kwargs)
     return out, cache

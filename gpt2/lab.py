@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from .analysis import Analysis, analyze, final_hidden
-from .hooks import cache_hooks, hooks
+from .hooks import hooks, run_with_cache
 from .precision import causal_bf16
 
 Progress = Callable[[float], None] | None
@@ -129,9 +129,7 @@ def direct_attribution(model, ids, position: int, target: int) -> Attribution:
     names += [f"blocks.{layer}.attn.hook_z" for layer in range(L)] + [
         f"blocks.{layer}.hook_mlp_out" for layer in range(L)
     ]
-    cache, store = cache_hooks(model, names)
-    with hooks(model, store):
-        model.run_blocks(model.embed(_ids_tensor(model, ids)[:, : position + 1]))
+    _, cache = run_with_cache(model, _ids_tensor(model, ids)[:, : position + 1], names, return_hidden=True)
     at = {name: t[0, position].float() for name, t in cache.items()}  # the last position's activations
     ln = model.ln_f
     final = at[f"blocks.{L - 1}.hook_resid_post"]
@@ -218,9 +216,8 @@ class Ablation:
 @torch.no_grad()
 def mean_z(model, ids, layers) -> dict[int, torch.Tensor]:
     """Each head's output (hook_z) averaged over this text's positions in a clean run, (H, D) by layer."""
-    cache, store = cache_hooks(model, [f"blocks.{layer}.attn.hook_z" for layer in layers])
-    with hooks(model, store):
-        model.run_blocks(model.embed(_ids_tensor(model, ids)), 0)
+    names = [f"blocks.{layer}.attn.hook_z" for layer in layers]
+    _, cache = run_with_cache(model, _ids_tensor(model, ids), names, return_hidden=True)
     return {layer: cache[f"blocks.{layer}.attn.hook_z"][0].mean(0) for layer in layers}
 
 
@@ -307,9 +304,7 @@ class _Runs:
         names = [f"blocks.{layer}.hook_resid_pre" for layer in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
         for part in ("z", "k", "v"):
             names += [f"blocks.{layer}.attn.hook_{part}" for layer in range(L)]
-        cache, store = cache_hooks(model, names)
-        with hooks(model, store):
-            model.run_blocks(model.embed(_ids_tensor(model, ids)))
+        _, cache = run_with_cache(model, _ids_tensor(model, ids), names, return_hidden=True)
         self.resid = torch.cat([cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(L)])  # (L, T, C)
         self.final = cache[f"blocks.{L - 1}.hook_resid_post"]  # (1, T, C)
         self.z = torch.cat([cache[f"blocks.{layer}.attn.hook_z"] for layer in range(L)])  # (L, T, H, D)
