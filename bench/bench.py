@@ -8,7 +8,8 @@ Each row runs in its own subprocess so its peak RSS is its own; timings are medi
 repetitions. Rows: decode tokens/s (float32, bfloat16, and our int8-weight path against the
 float32 reference) vs `GPT2LMHeadModel.generate`; the machine's floor (one matrix-vector product
 per weight matrix, i.e. the bytes a decode step must read) and memory read bandwidth; the analysis
-pass (every head's attention) vs transformers' eager attention with output_attentions=True;
+pass (every head's attention) vs transformers' eager attention with output_attentions=True, and
+the blocks' float32 matrix products alone (which both passes must run: a bound on the ratio);
 app-level first-token latency and figure build time.
 """
 
@@ -135,9 +136,16 @@ def row_analysis(size, length: int) -> dict:
     reference.config._attn_implementation = "eager"
     idx = torch.randint(0, 50257, (1, length))
     ids = idx[0].tolist()
+    linears = [m for block in ours.blocks for m in block.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = {m.in_features: torch.randn(length, m.in_features) for m in linears}
+
+    def block_gemms():  # the blocks' matrix products alone: what both passes must run, in float32
+        for m in linears:
+            torch.nn.functional.linear(inputs[m.in_features], m.weight, m.bias)
+
     with torch.inference_mode():
-        t_ours, t_ref = median_times(
-            [lambda: analyze(ours, ids), lambda: reference(idx, output_attentions=True)], size["reps"]
+        t_ours, t_ref, t_gemms = median_times(
+            [lambda: analyze(ours, ids), lambda: reference(idx, output_attentions=True), block_gemms], size["reps"]
         )
     entry = Entry(analyze(ours, ids), [str(i) for i in ids])
     return {
@@ -145,6 +153,7 @@ def row_analysis(size, length: int) -> dict:
         "ours_s": t_ours,
         "reference_s": t_ref,
         "ratio": t_ours / t_ref,
+        "block_gemms_s": t_gemms,
         "switch_s": median_time(_switches(ours, entry), size["reps"]),
         "kept_MiB": entry.analysis.nbytes / 2**20,
     }
@@ -282,7 +291,9 @@ def report(results: dict, size: dict) -> None:
             f"{r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB"
         )
         print(
-            f"  keeps {r['kept_MiB']:.1f} MiB; a head switch (recomputed from the cache, drawn) {r['switch_s'] * 1000:.1f} ms"
+            f"  keeps {r['kept_MiB']:.1f} MiB; a head switch (recomputed from the cache, drawn) {r['switch_s'] * 1000:.1f} ms;"
+            f" the blocks' matrix products alone {r['block_gemms_s'] * 1000:.1f} ms"
+            f" ({r['block_gemms_s'] / r['reference_s']:.2f}x the reference)"
         )
     for name in ("app (bundled)", "app (GPT-2 shape)"):
         r = rows[name]

@@ -1,11 +1,12 @@
 """The analysis of one text: one pass that keeps the residual stream, and every map derived on demand.
 
-`analyze(model, ids)` runs the model once, on its fused attention path, with hooks that keep the
-residual stream entering each block and leaving the last one, (L + 1, T, C), and that reduce each
-layer's queries and keys, block of queries by block, to what the overview needs: every head's
-scores and a pooled thumbnail. A view that needs a layer's full maps recomputes them from that
-layer's cached input (`layer_maps`: one LayerNorm, the queries and keys, a softmax), so no
-(L, H, T, T) tensor is ever held: on GPT-2 small a 1,024-token text keeps 41 MB, not 604 MB.
+`analyze(model, ids)` runs the model once, with hooks that keep the residual stream entering each
+block and leaving the last one, (L + 1, T, C), and that reduce each layer's attention, read a block of
+queries at a time (`hook_pattern_rows`: one softmax per block feeds both the layer's output and the
+reduction), to what the overview needs: every head's scores and a pooled thumbnail. A view that
+needs a layer's full maps recomputes them from that layer's cached input (`layer_maps`: one
+LayerNorm, the queries and keys, a softmax), so no (L, H, T, T) tensor is ever held: on GPT-2 small
+a 1,024-token text keeps 41 MB, not 604 MB.
 
 Everything is float32: the maps a view shows are exactly the model's, and recomputing a layer from
 the cache gives the same probabilities the scores were computed from.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .hooks import hooks
-from .scores import SCORE_NAMES, MapSummary, head_roles
+from .scores import SCORE_NAMES, MapSummary, head_roles, induction_targets
 
 THUMB_AXIS = 32  # positions on one side of a head's thumbnail
 
@@ -62,8 +63,8 @@ def analyze(model, ids, fwd_hooks: dict | None = None) -> Analysis:
     idx = torch.as_tensor(ids, dtype=torch.long, device=_device(model)).reshape(1, -1)
     L, T = model.config.num_layers, idx.size(1)
     resid = torch.empty(L + 1, T, model.config.embed_dim)
-    summaries: list[MapSummary] = []
-    queries: list[torch.Tensor] = []
+    targets = induction_targets(idx[0].cpu())
+    summaries = [MapSummary(idx[0], (model.config.num_heads,), THUMB_AXIS, idx.device, targets) for _ in range(L)]
 
     def keep_resid(layer: int):
         def hook(x, _hook):
@@ -71,23 +72,20 @@ def analyze(model, ids, fwd_hooks: dict | None = None) -> Analysis:
 
         return hook
 
-    def keep_queries(q, _hook):
-        queries.append(q)
+    def summarize(summary: MapSummary):
+        next_row = 0
 
-    def summarize(layer: int):
-        def hook(k, _hook):  # the layer's keys (1, T, H, D); its queries came just before
-            summary = MapSummary(idx[0], (model.config.num_heads,), THUMB_AXIS, idx.device)
-            q = queries.pop()
-            for rows, _, probs in model.blocks[layer].attn.probability_blocks(q.transpose(1, 2), k.transpose(1, 2)):
-                summary.add(probs[0], rows)
-            summaries.append(summary)
+        def hook(probs, _hook):  # (1, H, n, K): the next n queries' attention, from query 0 on
+            nonlocal next_row
+            n = probs.size(2)
+            summary.add(probs[0], slice(next_row, next_row + n))
+            next_row += n
 
         return hook
 
     fns = {f"blocks.{layer}.hook_resid_pre": keep_resid(layer) for layer in range(L)}
     fns[f"blocks.{L - 1}.hook_resid_post"] = keep_resid(L)
-    fns |= {f"blocks.{layer}.attn.hook_q": keep_queries for layer in range(L)}
-    fns |= {f"blocks.{layer}.attn.hook_k": summarize(layer) for layer in range(L)}
+    fns |= {f"blocks.{layer}.attn.hook_pattern_rows": summarize(summaries[layer]) for layer in range(L)}
     with hooks(model, fwd_hooks or {}), hooks(model, fns):
         model.run_blocks(model.embed(idx))
     layer_scores = [summary.scores() for summary in summaries]

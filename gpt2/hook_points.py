@@ -29,9 +29,10 @@ def _thread_hooks() -> dict:
 class HookPoint(nn.Module):
     """Identity on the forward pass; a named place to read or replace an activation."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_block: bool = False) -> None:
         super().__init__()
         self.name = ""  # the dotted name in the model, set by GPT2
+        self.per_block = per_block  # seen several times a pass, a block of rows each time
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

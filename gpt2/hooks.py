@@ -71,13 +71,20 @@ def run_with_cache(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Run `model(idx, **forward_kwargs)` and return its output with the activations of the hook
     points `names_filter` selects (None: all; a name, a list of names, or a predicate), by name.
+    Per-block hook points (`attn.hook_pattern_rows`) are not cached: `hook_pattern` holds the same.
     `fwd_hooks` adds interventions to the same pass; they run before the activation is cached."""
     cache: dict[str, torch.Tensor] = {}
 
     def store(activation: torch.Tensor, hook: HookPoint) -> None:
         cache[hook.name] = activation.detach()
 
-    names = _selected(hook_dict(model), names_filter)
+    points = hook_dict(model)
+    names = _selected(points, names_filter)
+    per_block = [name for name in names if points[name].per_block]
+    if names_filter is None or callable(names_filter):
+        names = [name for name in names if name not in per_block]
+    elif per_block:
+        raise ValueError(f"{per_block[0]} is seen a block of rows at a time, not cached: read it with hooks()")
     with hooks(model, fwd_hooks or {}), hooks(model, dict.fromkeys(names, store)):
         out = model(idx, **forward_kwargs)
     return out, cache

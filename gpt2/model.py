@@ -15,8 +15,11 @@ D = head_dim, C = embed_dim):
     blocks.{l}.mlp.hook_pre, hook_post                                (B, T, 4C)
 
 `hook_attn_scores` holds the scaled scores with the future at -inf, `hook_pattern` the softmax
-probabilities. Attention computes them explicitly only while one of those two is hooked on the
-calling thread; otherwise it runs the fused SDPA kernel.
+probabilities. One hook point is ours, not TransformerLens's: `blocks.{l}.attn.hook_pattern_rows`
+sees the probabilities a block of consecutive queries at a time, (B, H, n, K) over keys 0..K-1, the
+blocks in order from query 0, so a pass can read (or change) every head's attention without ever
+holding a (T, T) map. Attention computes the probabilities explicitly only while one of those three
+is hooked on the calling thread; otherwise it runs the fused SDPA kernel.
 """
 
 import math
@@ -59,6 +62,24 @@ class KVCache:
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
 
+class Linear(nn.Linear):
+    """`nn.Linear` that multiplies a single row as a matrix-vector product: each decoding step's
+    case, where the general matrix product reads the same weight measurably slower."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        if x.numel() != self.in_features or x.dtype != weight.dtype or torch.is_autocast_enabled(x.device.type):
+            return F.linear(x, weight, bias)
+        row = x.reshape(-1)
+        out = torch.mv(weight, row) if bias is None else torch.addmv(bias, weight, row)
+        return out.view(*x.shape[:-1], self.out_features)
+
+
+def _dropout(dropout: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
+    # skips the module call where dropout is the identity: a decoding step passes three a layer
+    return dropout(x) if dropout.training and dropout.p else x
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, block_size: int, dropout_p: float = 0.0) -> None:
         super().__init__()
@@ -68,19 +89,21 @@ class CausalSelfAttention(nn.Module):
         self.head_dim = embed_dim // num_heads
         self.block_size = block_size
         self.dropout_p = dropout_p
-        self.c_attn = nn.Linear(embed_dim, 3 * embed_dim)  # fused query, key, value
-        self.c_proj = nn.Linear(embed_dim, embed_dim)
+        self.c_attn = Linear(embed_dim, 3 * embed_dim)  # fused query, key, value
+        self.c_proj = Linear(embed_dim, embed_dim)
         self.attn_dropout = nn.Dropout(dropout_p)
         self.resid_dropout = nn.Dropout(dropout_p)
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # (B, T, H, D)
         self.hook_attn_scores = HookPoint()  # (B, H, T_query, T_key), scaled, future = -inf
         self.hook_pattern = HookPoint()  # (B, H, T_query, T_key), the probabilities
+        # (B, H, n, K): the probabilities of n consecutive queries, block after block from query 0
+        self.hook_pattern_rows = HookPoint(per_block=True)
         self.hook_z = HookPoint()  # (B, T, H, D): each head's output, before c_proj mixes them
         self.layer_idx = 0  # set by GPT2 so a shared KVCache knows which slot is ours
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        explicit = self.hook_pattern.is_hooked() or self.hook_attn_scores.is_hooked()
+        explicit = self._probabilities_hooked()
         q, k, v = self._heads(x, float32=explicit)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
@@ -88,7 +111,11 @@ class CausalSelfAttention(nn.Module):
             k, v = kv_cache.update(self.layer_idx, k, v)  # (B, H, T_key, D)
         z = self._explicit_attention(q, k, v) if explicit else self._fused_attention(q, k, v)
         z = self.hook_z(z.transpose(1, 2))  # (B, T, H, D)
-        return self.resid_dropout(self.c_proj(z.reshape(B, T, C)))
+        return _dropout(self.resid_dropout, self.c_proj(z.reshape(B, T, C)))
+
+    def _probabilities_hooked(self) -> bool:
+        """Whether a hook on this thread reads the scores or the probabilities: then attention computes them."""
+        return self.hook_pattern.is_hooked() or self.hook_attn_scores.is_hooked() or self.hook_pattern_rows.is_hooked()
 
     def attention_pattern(self, x: torch.Tensor, heads: slice = slice(None)) -> torch.Tensor:
         """The probabilities (B, n, T, T) of the `heads` (all by default) for this layer's input
@@ -103,7 +130,7 @@ class CausalSelfAttention(nn.Module):
         computes the keys after its last query, so this skips most of the masked future, and no
         (T, T) map is ever held whole."""
         for rows, keys in _query_blocks(q.size(2), k.size(2), size):
-            yield rows, keys, _softmax(self._masked_scores(q[:, :, rows], k[:, :, keys]), in_place=True)
+            yield rows, keys, torch.softmax(self._masked_scores(q[:, :, rows], k[:, :, keys]), dim=-1)
 
     def _heads(self, x: torch.Tensor, float32: bool, heads: slice = slice(None)):
         """Queries, keys, values, each (B, T, n, D), of the `heads` (all by default). With `float32`,
@@ -137,7 +164,11 @@ class CausalSelfAttention(nn.Module):
         """Scaled scores (B, H, T_query, T_key) in float32, the future set to -inf."""
         with torch.autocast(q.device.type, enabled=False):
             scores = (q.float() * (1.0 / math.sqrt(self.head_dim))) @ k.float().transpose(-2, -1)
-        return scores.masked_fill_(~self._causal_mask(q.size(2), k.size(2), q.device), float("-inf"))
+        # the future lies in the last T_query keys only: key T_key - T_query + i is query i's own position
+        T_query = q.size(2)
+        future = torch.ones(T_query, T_query, dtype=torch.bool, device=q.device).triu(1)
+        scores[..., scores.size(-1) - T_query :].masked_fill_(future, float("-inf"))
+        return scores
 
     def _fused_attention(self, q, k, v) -> torch.Tensor:
         T_query, T_key = q.size(2), k.size(2)
@@ -151,19 +182,32 @@ class CausalSelfAttention(nn.Module):
     def _explicit_attention(self, q, k, v) -> torch.Tensor:
         # scores and probabilities in float32 even under bf16 autocast: the probabilities are what people read
         if self.hook_attn_scores.is_hooked() or q.requires_grad or k.requires_grad:
-            scores = self.hook_attn_scores(self._masked_scores(q, k))
+            masked = self._masked_scores(q, k)
+            scores = self.hook_attn_scores(masked)
             # in place only where no gradient is needed and no hook may have kept the scores
             in_place = not (scores.requires_grad or self.hook_attn_scores.is_hooked())
-            attn_probs = self.hook_pattern(_softmax(scores, in_place))
-            return self.attn_dropout(attn_probs).to(v.dtype) @ v  # (B, H, T_query, D)
-        attn_probs = self._causal_probs(q, k)
-        hooked = self.hook_pattern(attn_probs)
-        if hooked is not attn_probs:  # a hook replaced the pattern: use all of it
-            return self.attn_dropout(hooked).to(v.dtype) @ v
-        z = q.new_empty(*q.shape[:3], v.size(-1), dtype=v.dtype)  # (B, H, T_query, D)
-        for rows, keys in _query_blocks(q.size(2), k.size(2)):
-            z[:, :, rows] = self.attn_dropout(attn_probs[:, :, rows, keys]).to(v.dtype) @ v[:, :, keys]
-        return z
+            computed, causal = _softmax(scores, in_place), scores is masked
+        elif self.hook_pattern.is_hooked():
+            computed, causal = self._causal_probs(q, k), True
+        else:  # only the rows are hooked: the whole pattern is never held
+            return self._attend(self.probability_blocks(q, k), v)
+        attn_probs = self.hook_pattern(computed)
+        # Where no hook replaced the scores or the pattern, the future is 0 and each block of queries
+        # needs only the keys it sees; otherwise use all of them.
+        causal = causal and attn_probs is computed
+        blocks = []
+        for rows, visible in _query_blocks(q.size(2), k.size(2)):
+            keys = visible if causal else slice(None)
+            blocks.append((rows, keys, attn_probs[:, :, rows, keys]))
+        return self._attend(blocks, v)
+
+    def _attend(self, blocks, v) -> torch.Tensor:
+        """Each head's output (B, H, T_query, D) from blocks of (query rows, keys, probabilities);
+        each block passes `hook_pattern_rows` first."""
+        z = []
+        for _, keys, probs in blocks:
+            z.append(self.attn_dropout(self.hook_pattern_rows(probs)).to(v.dtype) @ v[:, :, keys])
+        return torch.cat(z, dim=2)
 
     def _causal_probs(self, q, k) -> torch.Tensor:
         """The probabilities (B, H, T_query, T_key) in float32, block by block (see
@@ -194,15 +238,15 @@ def _softmax(scores: torch.Tensor, in_place: bool) -> torch.Tensor:
 class MLP(nn.Module):
     def __init__(self, embed_dim: int, dropout_p: float = 0.0) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(embed_dim, 4 * embed_dim)
+        self.c_fc = Linear(embed_dim, 4 * embed_dim)
         self.gelu = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
-        self.c_proj = nn.Linear(4 * embed_dim, embed_dim)
+        self.c_proj = Linear(4 * embed_dim, embed_dim)
         self.dropout = nn.Dropout(dropout_p)
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()  # (B, T, 4C): before and after the GELU
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.hook_post(self.gelu(self.hook_pre(self.c_fc(x))))
-        return self.dropout(self.c_proj(hidden))
+        return _dropout(self.dropout, self.c_proj(hidden))
 
 
 class TransformerBlock(nn.Module):
@@ -244,7 +288,7 @@ class GPT2(nn.Module):
         for i, block in enumerate(self.blocks):
             block.attn.layer_idx = i
         self.ln_f = nn.LayerNorm(embed_dim, eps=1e-5)
-        self.lm_head = nn.Linear(embed_dim, vocab_size, bias=False)
+        self.lm_head = Linear(embed_dim, vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied, as in GPT-2
         for name, module in self.named_modules():
             if isinstance(module, HookPoint):

@@ -65,13 +65,19 @@ class MapSummary:
     """Every head's scores and thumbnail, accumulated from blocks of query rows of maps (..., T, T)
     of the token sequence `ids`."""
 
-    def __init__(self, ids, lead_shape: tuple[int, ...], thumb_axis: int, device=None):
+    def __init__(self, ids, lead_shape: tuple[int, ...], thumb_axis: int, device=None, targets=None):
+        """`targets`: `induction_targets(ids)`, where the caller summarizes several layers of one text."""
         ids = torch.as_tensor(ids).flatten()
         self.T = T = ids.numel()
-        targets = induction_targets(ids)
+        targets = induction_targets(ids) if targets is None else targets
         self.scored = targets.any(-1).to(device)  # (T,) queries that have an induction target
+        # the targets in query order, so a block of queries finds its own as one slice
         self.target_queries, self.target_keys = (t.to(device) for t in targets.nonzero(as_tuple=True))
         self.member = bin_members(T, thumb_axis, device)
+        # one matrix product sums each row per key bin and, in the last column, beyond key 0
+        beyond_sink = torch.ones(T, 1, device=device)
+        beyond_sink[0] = 0
+        self.reducer = torch.cat([self.member, beyond_sink], dim=1)  # (T, bins + 1)
         per_row = ("previous-token", "first-token sink", "entropy", "on target", "beyond sink")
         self.rows = {name: torch.zeros(*lead_shape, T, device=device) for name in per_row}
         self.key_sums = torch.zeros(*lead_shape, T, self.member.size(1), device=device)
@@ -83,13 +89,15 @@ class MapSummary:
         # previous token: element (r, start + r - 1) of the block, for global queries >= 1
         self.rows["previous-token"][..., max(start, 1) : end] = probs.diagonal(start - 1, -2, -1)
         self.rows["first-token sink"][..., rows] = probs[..., 0]
-        self.rows["entropy"][..., rows] = torch.special.entr(probs).sum(-1)
+        # -sum p log p; a probability of 0 adds 0 (0 * log 1e-30), not 0 * -inf
+        self.rows["entropy"][..., rows] = -torch.linalg.vecdot(probs, probs.clamp_min(1e-30).log())
+        sums = probs @ self.reducer[: probs.size(-1)]  # (..., n, bins + 1)
+        self.key_sums[..., rows, :] = sums[..., :-1]
         # each row's attention beyond key 0 (a sum, not 1 - sink, which cancels to noise)
-        self.rows["beyond sink"][..., rows] = probs[..., 1:].sum(-1)
-        inside = (self.target_queries >= start) & (self.target_queries < end)
-        queries, keys = self.target_queries[inside], self.target_keys[inside]
+        self.rows["beyond sink"][..., rows] = sums[..., -1]
+        first, last = torch.searchsorted(self.target_queries, torch.tensor([start, end], device=probs.device)).tolist()
+        queries, keys = self.target_queries[first:last], self.target_keys[first:last]
         self.rows["on target"].index_add_(-1, queries, probs[..., queries - start, keys])
-        self.key_sums[..., rows, :] = probs @ self.member[: probs.size(-1)]
 
     def scores(self) -> dict[str, torch.Tensor]:
         """Score name → (...) values; all 0 for a one-token text, induction 0 where nothing repeats."""

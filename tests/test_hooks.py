@@ -38,7 +38,8 @@ def expected_shapes(layers=3, heads=4, head_dim=8, d_model=32):
 
 def test_every_hook_point_has_transformerlens_name_and_shape(model, idx):
     expected = expected_shapes()
-    assert set(hook_dict(model)) == set(expected)
+    rows_points = {f"blocks.{layer}.attn.hook_pattern_rows" for layer in range(3)}
+    assert set(hook_dict(model)) == set(expected) | rows_points
     assert all(point.name == name for name, point in hook_dict(model).items())
     logits, cache = run_with_cache(model, idx)
     assert {name: tuple(t.shape) for name, t in cache.items()} == expected
@@ -113,6 +114,31 @@ def test_a_hook_that_returns_a_tensor_replaces_the_activation_downstream(model, 
         _, cache = run_with_cache(model, idx, names_filter=["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"])
     assert cache["blocks.1.hook_resid_pre"].abs().max() == 0
     assert not torch.allclose(cache["blocks.2.hook_resid_pre"], clean["blocks.2.hook_resid_pre"])
+
+
+def test_pattern_rows_hand_out_the_pattern_a_block_of_queries_at_a_time():
+    torch.manual_seed(0)
+    model = GPT2(100, 32, 4, 2, 300).eval()  # 300 positions: three blocks of queries
+    idx = torch.randint(0, 100, (1, 300))
+    blocks = []
+    with hooks(model, {"blocks.1.attn.hook_pattern_rows": lambda probs, hook: blocks.append(probs.clone())}):
+        logits = model(idx)
+    assert [tuple(b.shape) for b in blocks] == [(1, 4, 128, 128), (1, 4, 128, 256), (1, 4, 44, 300)]
+    whole = torch.cat([torch.nn.functional.pad(b, (0, 300 - b.size(-1))) for b in blocks], dim=2)
+    _, cache = run_with_cache(model, idx, names_filter="blocks.1.attn.hook_pattern")
+    assert torch.equal(whole, cache["blocks.1.attn.hook_pattern"])
+    assert torch.allclose(logits, model(idx), atol=1e-5)
+    with pytest.raises(ValueError, match="block of rows"):
+        run_with_cache(model, idx, names_filter="blocks.1.attn.hook_pattern_rows")
+
+    def first_token_only(probs, hook):
+        return torch.zeros_like(probs).index_fill_(-1, torch.tensor([0]), 1.0)
+
+    with hooks(model, {"blocks.0.attn.hook_pattern_rows": first_token_only}):
+        by_rows = model(idx)
+    with hooks(model, {"blocks.0.attn.hook_pattern": first_token_only}):
+        by_pattern = model(idx)
+    assert torch.allclose(by_rows, by_pattern, atol=1e-5) and not torch.allclose(by_rows, logits, atol=1e-3)
 
 
 def test_hooks_are_removed_even_after_an_exception(model):

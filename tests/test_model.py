@@ -90,3 +90,19 @@ def test_training_mode_dropout_only_when_training():
     assert torch.equal(model(idx), model(idx))
     model.train()
     assert not torch.equal(model(idx), model(idx))
+
+
+def test_a_single_row_takes_the_matrix_vector_product_with_the_same_result():
+    from gpt2.model import Linear
+
+    torch.manual_seed(0)
+    layer, head = Linear(48, 96), Linear(48, 96, bias=False)
+    rows = torch.randn(1, 5, 48, requires_grad=True)
+    for module in (layer, head):
+        row = rows[:, -1:]  # (1, 1, 48): what a decoding step multiplies
+        assert torch.allclose(module(row), torch.nn.functional.linear(row, module.weight, module.bias), atol=1e-6)
+        assert module(row).shape == (1, 1, 96) and module(rows[0, 0]).shape == (96,)
+        module(row).sum().backward()  # the matrix-vector path keeps gradients
+        assert module.weight.grad is not None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(rows[:, -1:]).dtype == torch.bfloat16  # autocast takes the general path
