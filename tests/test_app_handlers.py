@@ -163,3 +163,12 @@ def test_exports():
     assert [f.rsplit(".", 1)[1] for f in files] == ["npz", "html"] and out[ui.exports]["visible"] is True
     out = ui.export_lab(session, -1, "")
     assert len(out[ui.lab_exports]["value"]) == 12
+
+
+def test_launch_bounds_the_sessions_gradio_keeps(monkeypatch):
+    """Gradio keeps each session's last outputs until it holds `state_session_capacity` sessions;
+    its default, 10,000, would let a busy Space grow by gigabytes."""
+    seen = {}
+    monkeypatch.setattr(ui.demo, "launch", lambda **kwargs: seen.update(kwargs))
+    ui.launch()
+    assert seen["state_session_capacity"] == ui.SESSIONS_KEPT <= 1000

@@ -265,6 +265,20 @@ def test_attention_json(model, hostile):
     T = len(hostile.analysis.ids)
     assert out["tokens"] == hostile.tokens and len(out["attention"]) == T
     assert abs(sum(out["attention"][-1]) - 1) < 1e-4 and out["attention"][0][1:] == [0.0] * (T - 1)
+    whole = np.round(views.head_map(model, hostile, 1, 0).astype(np.float64), 6)
+    assert np.array_equal(np.array(out["attention"]), whole)
+
+
+def test_shown_maps_do_not_keep_analyses_the_cache_let_go(model):
+    import gc
+    import weakref
+
+    entry = AnalysisCache().get("m", model, list(range(300, 340)))
+    views.head_map(model, entry, 0, 1)
+    analysis = weakref.ref(entry.analysis)
+    del entry
+    gc.collect()
+    assert analysis() is None
 
 
 def test_lab_targets_positions_and_their_errors(model, hostile):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..generate import stream_tokens
-from .cache import AnalysisCache
+from .cache import AnalysisCache, release_freed_memory
 from .inputs import encode_prompt, sampling_settings
 from .models import ModelStore
 
@@ -31,11 +31,15 @@ def throttled(stream):
 
 
 def stream_text(model, prompt_ids: list[int], settings) -> Iterator[list[int]]:
-    """Yield every token id so far after each new token."""
+    """Yield every token id so far after each new token; the memory the generation freed goes back
+    to the system when it ends or is stopped (see `release_freed_memory`)."""
     ids = list(prompt_ids)
-    for token in stream_tokens(model, prompt_ids, settings):
-        ids.append(token)
-        yield list(ids)
+    try:
+        for token in stream_tokens(model, prompt_ids, settings):
+            ids.append(token)
+            yield list(ids)
+    finally:
+        release_freed_memory()
 
 
 def prepare(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode):

@@ -813,6 +813,9 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
     gr.api(api.api_patch, api_name="patch")
 
 demo.queue(default_concurrency_limit=4, max_size=64)
+# Gradio keeps every session's last outputs (figures, API answers) until it holds this many sessions
+# (10,000 by default, gigabytes on a busy Space); the least recently used go first.
+SESSIONS_KEPT = 500
 
 THEME = gr.themes.Soft(font=FONTS, font_mono=MONO_FONTS)
 
@@ -824,6 +827,7 @@ def launch(**kwargs):
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         allowed_paths=[str(service.EXPORT_DIR)],
+        state_session_capacity=SESSIONS_KEPT,
         theme=THEME,
         css=CSS,
         js=JS,

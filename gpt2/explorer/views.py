@@ -4,6 +4,7 @@ the head-score map. Each returns data or a Plotly figure; `app.py`'s handlers on
 """
 
 import threading
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -78,14 +79,15 @@ class _MapCache:
         key = (id(entry.analysis), layer, head)
         with self._lock:
             hit = self._items.get(key)
-            if hit is not None and hit[0] is entry.analysis:
+            if hit is not None and hit[0]() is entry.analysis:
                 self._items.move_to_end(key)
                 return hit[1]
         heads = slice(None) if head == MEAN else slice(head, head + 1)
         maps = layer_maps(model, entry.analysis, layer, heads)
         attn = (maps.mean(0) if head == MEAN else maps[0]).numpy()
         with self._lock:
-            self._items[key] = (entry.analysis, attn)
+            # a weak reference: a map must not keep an analysis that the analysis cache let go
+            self._items[key] = (weakref.ref(entry.analysis), attn)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return attn
@@ -221,5 +223,9 @@ def head_choices(entry: Entry) -> list[tuple[str, str]]:
 def attention_json(model, entry: Entry, layer, head) -> dict:
     """{"tokens": [...], "attention": [[...]]} for one head (rows are queries)."""
     layer, head = checked_head(entry, layer, head)
-    attn = head_map(model, entry, layer, head)
-    return {"tokens": entry.tokens, "attention": np.round(attn.astype(np.float64), 6).tolist()}
+    attn = np.round(head_map(model, entry, layer, head).astype(np.float64), 6)
+    # Gradio keeps each session's last answer: the future of every row shares one 0.0 object,
+    # which halves what a long text's answer holds
+    T = attn.shape[0]
+    rows = [attn[query, : query + 1].tolist() + [0.0] * (T - query - 1) for query in range(T)]
+    return {"tokens": entry.tokens, "attention": rows}
