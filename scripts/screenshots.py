@@ -6,45 +6,19 @@ query), phone.png (390×844: the same view, scrolled to the heatmap) and lab.png
 of L0 H0). Run it on purpose after a visible change; the tests never write these files.
 """
 
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
+import tempfile
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, running_app  # noqa: E402 - the tests' browser setup
+
 OUT = ROOT / "docs" / "screenshots"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 REPEATED = "sword crown honey winter tongue lamb night castle bread river. " * 2
 WAIT_MS = 120_000
-
-
-def start_app() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the app did not start")
 
 
 def show_induction(page) -> None:
@@ -64,38 +38,31 @@ def show_induction(page) -> None:
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    proc, url = start_app()
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-            for name, viewport in (
-                ("desktop", {"width": 1440, "height": 900}),
-                ("phone", {"width": 390, "height": 844}),
-            ):
-                phone = name == "phone"
-                page = browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone).new_page()
-                page.goto(url, wait_until="load", timeout=WAIT_MS)
-                show_induction(page)
-                if phone:
-                    page.locator("#tabs").scroll_into_view_if_needed()
-                    page.evaluate(
-                        "() => window.scrollBy(0, document.querySelector('#tabs').getBoundingClientRect().top - 4)"
-                    )
-                    page.wait_for_timeout(500)
-                page.screenshot(path=str(OUT / f"{name}.png"))
-                if not phone:
-                    page.get_by_role("tab", name="Lab", exact=True).click()
-                    page.get_by_role("button", name="Ablate L0 H0").click()
-                    page.wait_for_function(
-                        "() => document.querySelector('#lab-status textarea').value.includes('L0H0')", timeout=WAIT_MS
-                    )
-                    page.get_by_role("tab", name="Ablation", exact=True).click()
-                    page.wait_for_timeout(1500)
-                    page.screenshot(path=str(OUT / "lab.png"))
-                page.context.close()
-            browser.close()
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryDirectory() as log_dir, running_app(Path(log_dir)) as app, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            phone = name == "phone"
+            page = browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone).new_page()
+            page.goto(app.url, wait_until="load", timeout=WAIT_MS)
+            show_induction(page)
+            if phone:
+                page.locator("#tabs").scroll_into_view_if_needed()
+                page.evaluate(
+                    "() => window.scrollBy(0, document.querySelector('#tabs').getBoundingClientRect().top - 4)"
+                )
+                page.wait_for_timeout(500)
+            page.screenshot(path=str(OUT / f"{name}.png"))
+            if not phone:
+                page.get_by_role("tab", name="Lab", exact=True).click()
+                page.get_by_role("button", name="Ablate L0 H0").click()
+                page.wait_for_function(
+                    "() => document.querySelector('#lab-status textarea').value.includes('L0H0')", timeout=WAIT_MS
+                )
+                page.get_by_role("tab", name="Ablation", exact=True).click()
+                page.wait_for_timeout(1500)
+                page.screenshot(path=str(OUT / "lab.png"))
+            page.context.close()
+        browser.close()
     print(f"wrote {', '.join(sorted(p.name for p in OUT.glob('*.png')))} in {OUT}")
 
 

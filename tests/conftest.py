@@ -34,6 +34,19 @@ def small_vocab_model() -> GPT2:
     return GPT2(vocab_size=100, embed_dim=32, num_heads=4, num_layers=3, block_size=32).eval()
 
 
+# Debian's Chromium, as the browser tests and scripts/screenshots.py drive it, and their two viewports
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
+
+
 def free_port() -> int:
     import socket
 

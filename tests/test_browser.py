@@ -9,28 +9,17 @@ Skipped when /usr/bin/chromium or playwright is missing.
 import re
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-from conftest import HOSTILE_STRINGS
+from conftest import CHROMIUM, CHROMIUM_ARGS, DESKTOP, HOSTILE_STRINGS, PHONE
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect = sync_api.expect
 
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
 WAIT_MS = 120_000  # generous, for anything the server does: the test machine may be small and busy
 HOVER_MS = 10_000
 REPEATED = "sword crown honey winter tongue lamb night castle bread river. " * 2
@@ -45,7 +34,7 @@ def browser_page(url: str, viewport=DESKTOP, query: str = ""):
     error (the app makes no request that fails, favicon included, so any console error counts)."""
     errors, dialogs = [], []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             phone = viewport["width"] < 500
             context = browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone)
