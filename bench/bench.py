@@ -85,8 +85,10 @@ def row_decode(size, dtype_name: str) -> dict:
     from gpt2.quantize import quantize_int8
 
     ours, reference = build_pair(size)
+    accuracy = {}
     if dtype_name == "int8":
         ours = quantize_int8(ours)
+        accuracy = int8_accuracy(size)
     else:
         dtype = getattr(torch, dtype_name)
         ours, reference = ours.to(dtype), reference.to(dtype)
@@ -102,7 +104,25 @@ def row_decode(size, dtype_name: str) -> dict:
             ],
             size["reps"],
         )
-    return {"ours_tok_s": n / t_ours, "reference_tok_s": n / t_ref, "ratio": t_ref / t_ours}
+    return {"ours_tok_s": n / t_ours, "reference_tok_s": n / t_ref, "ratio": t_ref / t_ours, **accuracy}
+
+
+def int8_accuracy(size) -> dict:
+    """The int8 path this CPU takes and how close it decodes to float32 (stepping one token at a time
+    through the KV cache) on the same shape with GPT-2's large activation features (bench/outliers.py)."""
+    from outliers import with_outlier_features
+
+    from gpt2 import GPT2
+    from gpt2.quantize import decoding_agreement, quantize_int8
+
+    torch.manual_seed(1)
+    model = GPT2(50257, size["embed_dim"], size["num_heads"], size["num_layers"], size["block_size"]).eval()
+    model = with_outlier_features(model)
+    start = time.perf_counter()
+    quantized = quantize_int8(model)
+    calibration_s = time.perf_counter() - start
+    mean_kl, _ = decoding_agreement(model, quantized, torch.randint(0, 50257, (1, size["new_tokens"])))
+    return {"path": quantized.decoding.summary, "outlier_kl": mean_kl, "quantize_s": calibration_s}
 
 
 def row_floor(size) -> dict:
@@ -275,6 +295,11 @@ def report(results: dict, size: dict) -> None:
         print(
             f"{name:28s} {r['ours_tok_s']:10.1f} tok/s {r['reference_tok_s']:10.1f} tok/s {r['ratio']:6.2f}x {r['peak_rss_MB']:8.0f} MB"
         )
+    int8 = rows["decode int8 weights"]
+    print(
+        f"  int8 path on this CPU: {int8['path']}; mean KL to float32 with outlier features {int8['outlier_kl']:.4f};"
+        f" quantizing and checking took {int8['quantize_s']:.1f} s"
+    )
     f32 = rows["decode float32"]["ours_tok_s"]
     print(
         f"{'floor (matvec per weight)':28s} {floor:10.1f} tok/s {'':>14s} {'':>7s} {rows['floor']['peak_rss_MB']:8.0f} MB"

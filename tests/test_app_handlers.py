@@ -5,8 +5,9 @@ import gradio as gr
 import pytest
 
 from gpt2.explorer import ui
-from gpt2.explorer.models import BUNDLED_NAME
+from gpt2.explorer.models import BUNDLED_NAME, ModelStore
 from gpt2.explorer.session import EMPTY_SESSION, Session
+from gpt2.quantize import Int8Linear
 
 
 def generate(prompt, max_new_tokens=6, temperature=0):
@@ -172,3 +173,20 @@ def test_launch_bounds_the_sessions_gradio_keeps(monkeypatch):
     monkeypatch.setattr(ui.demo, "launch", lambda **kwargs: seen.update(kwargs))
     ui.launch()
     assert seen["state_session_capacity"] == ui.SESSIONS_KEPT <= 1000
+
+
+def test_an_inaccurate_int8_is_not_used_and_the_status_says_so(monkeypatch):
+    """A quantizer wrong on purpose: the calibration check catches it, the app generates with float32
+    weights (the same tokens as float32), and its status line says why."""
+    from gpt2 import precision
+
+    monkeypatch.setattr(precision, "WIDE_MODEL_MIN_WIDTH", 128)
+    forward = Int8Linear.forward
+    monkeypatch.setattr(Int8Linear, "forward", lambda self, x: -3 * forward(self, x))
+    monkeypatch.setattr(ui.service, "MODELS", ModelStore())
+    updates = list(ui.run_generation("ROMEO:\n", BUNDLED_NAME, 5, 0, 0, 1.0, 0, True))
+    status = updates[-1][ui.status_box]
+    assert "fast decoding: not used: this CPU's int8 was not accurate" in status, status
+    assert not any(isinstance(m, Int8Linear) for m in ui.service.MODELS.decoder(BUNDLED_NAME, True).modules())
+    float_ids = list(ui.run_generation("ROMEO:\n", BUNDLED_NAME, 5, 0, 0, 1.0, 0, False))[-2][ui.session_state].ids
+    assert updates[-2][ui.session_state].ids == float_ids

@@ -34,6 +34,7 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path, capsys):
     assert set(saved["rows"]) == expected
     rows = saved["rows"]
     assert all(row["peak_rss_MB"] > 0 for row in rows.values())
+    assert rows["decode int8 weights"]["outlier_kl"] >= 0 and rows["decode int8 weights"]["path"]
     assert rows["decode float32"]["ours_tok_s"] > 0 and rows["analysis T=32"]["reference_s"] > 0
     # the analysis keeps the residual stream (3 x 32 x 64 floats) and thumbnails, not the maps
     assert 0.02 < rows["analysis T=32"]["kept_MiB"] < 0.1

@@ -18,7 +18,7 @@ from gpt2.analysis import layer_maps
 from gpt2.explorer import export, lab_views, views
 from gpt2.explorer.cache import AnalysisCache
 from gpt2.explorer.inputs import MAX_PROMPT_CHARS, MEAN, UserInputError, encode_prompt, sampling_settings
-from gpt2.explorer.models import BUNDLED_NAME, ModelStore
+from gpt2.explorer.models import BUNDLED_NAME, ModelStore, decoding_note
 from gpt2.explorer.session import Session
 from gpt2.quantize import Int8Linear
 from gpt2.tokenizer import get_tokenizer
@@ -62,7 +62,8 @@ def test_fast_decoding_uses_an_int8_copy_only_where_it_pays(monkeypatch):
     monkeypatch.setattr(precision, "WIDE_MODEL_MIN_WIDTH", 128)  # as for a GPT-2-wide model
     fast = store.decoder(BUNDLED_NAME, True)
     assert isinstance(fast.lm_head, Int8Linear) and store.decoder(BUNDLED_NAME, True) is fast
-    assert store.decoder(BUNDLED_NAME, False) is bundled
+    assert decoding_note(fast, True) in ("fast decoding: int8", "fast decoding: int8, 7-bit activations")
+    assert store.decoder(BUNDLED_NAME, False) is bundled and decoding_note(bundled, False) == ""
     with pytest.raises(UserInputError, match="fast_decode"):
         store.decoder(BUNDLED_NAME, "yes")
 

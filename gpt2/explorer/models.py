@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..model import GPT2
 from ..paths import BUNDLED_MODEL_NAME
-from ..precision import default_device, int8_decoding_pays
+from ..precision import default_device, int8_decoding_pays, int8_kernel_available
 from ..quantize import quantize_int8
 from ..weights import ModelLoadError, canonical_hub_name
 from .inputs import UserInputError, check_flag
@@ -86,10 +86,11 @@ class ModelStore:
 
     def decoder(self, name, fast: bool = True) -> GPT2:
         """The model to generate with: with `fast`, its int8 copy where that decodes faster
-        (`gpt2.precision.int8_decoding_pays`), else the float32 model itself."""
+        (`gpt2.precision.int8_decoding_pays`) and this CPU has the kernel, else the float32 model.
+        The copy is checked against float32 when it is made (see `gpt2.quantize`)."""
         check_flag(fast, "fast_decode")
         model = self.get(name)
-        if not (fast and int8_decoding_pays(model)):
+        if not (fast and int8_decoding_pays(model) and int8_kernel_available()):
             return model
         name = self.resolve(name)
         with self._load_locks[name]:
@@ -100,3 +101,13 @@ class ModelStore:
     def loaded(self) -> list[str]:
         with self._lock:
             return list(self._models)
+
+
+def decoding_note(model: GPT2, fast: bool) -> str:
+    """What the status line says about fast decoding, for the model `ModelStore.decoder` returned."""
+    check = getattr(model, "decoding", None)  # an int8 copy's DecodingCheck
+    if check is not None:
+        return f"fast decoding: {check.summary}"
+    if fast and int8_decoding_pays(model) and not int8_kernel_available():
+        return "fast decoding: not available (no int8 kernel for this CPU in this PyTorch), so float32"
+    return ""

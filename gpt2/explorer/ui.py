@@ -26,7 +26,7 @@ from .inputs import (
     head_value,
     parse_head_value,
 )
-from .models import BUNDLED_NAME
+from .models import BUNDLED_NAME, decoding_note
 from .session import EMPTY_SESSION, Session
 
 try:  # ZeroGPU on Hugging Face Spaces; a no-op everywhere else
@@ -208,8 +208,10 @@ def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p
     block = model.config.block_size
     session = Session(service.MODELS.resolve(model_name), tuple(encoded.ids), len(encoded.ids), encoded.cut)
     note = (encoded.note + " ") if encoded.note else ""
+    decoding = decoding_note(model, fast_decode)
+    decoding = f" ({decoding})" if decoding else ""
     running = {generate_btn: gr.update(interactive=False), stop_btn: gr.update(interactive=True, variant="stop")}
-    status = f"{note}Generating {settings.max_new_tokens} tokens with {session.model}…"
+    status = f"{note}Generating {settings.max_new_tokens} tokens with {session.model}{decoding}…"
     yield {
         output: shown_text(session, block),
         chips: views.token_chips(session.window(block)),
@@ -224,7 +226,7 @@ def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p
             chips: views.token_chips(session.window(block)),
             session_state: session,
         }
-    done = f"{note}Done: {session.generated} new tokens. Click a token to make it the query, or a head in the grid."
+    done = f"{note}Done: {session.generated} new tokens{decoding}. Click a token to make it the query, or a head in the grid."
     yield _idle(done)
 
 
