@@ -169,12 +169,12 @@ def parse_heads(text: str, num_layers: int, num_heads: int) -> tuple[tuple[int, 
     """`"L0H0, L1H2"` or `"L1"` (every head of layer 1) → sorted (layer, head) pairs."""
     heads = set()
     for part in str(text).replace(";", ",").split(","):
-        part = part.strip().replace(" ", "")
-        if not part:
+        typed = part.strip()
+        if not typed:
             continue
-        match = HEAD_SPEC.match(part)
+        match = HEAD_SPEC.match(typed.replace(" ", ""))  # "L1 H2" is L1H2
         if not match:
-            raise LabError(f"not a head or layer: {part[:20]!r} (write heads like L0H0, L1H2, or L1 for a layer)")
+            raise LabError(f"not a head or layer: {typed[:20]!r} (write heads like L0H0, L1H2, or L1 for a layer)")
         layer = int(match.group(1))
         if layer >= num_layers:
             raise LabError(f"layer {layer} does not exist: the model has layers 0 to {num_layers - 1}")

@@ -16,6 +16,7 @@ import plotly.io as pio
 
 MAX_AXIS = 256  # tokens on one heatmap axis before pooling
 MAX_TICK_LABELS = 24  # tick labels drawn on one axis; hover names every cell
+HEATMAP_TICK_LABELS = 16  # fewer on the square heatmap: a phone draws it under 300 px tall
 TICK_CHARS = 8  # characters of a token shown in a tick label
 MASKED_COLOR = "rgba(128, 128, 128, 0.22)"
 VISIBLE_WHITESPACE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
@@ -70,11 +71,16 @@ def _base_layout(**extra) -> dict:
     )
 
 
-def _colorbar(title: str) -> dict:
+def _colorbar(title: str, lo: float, hi: float) -> dict:
     """A short horizontal colour bar above the plot's right end: it takes no width from the plot,
-    which matters on a phone."""
+    which matters on a phone. Three level labels, at the ends and the middle of [lo, hi], fit under
+    it at any width."""
+    levels = [lo, (lo + hi) / 2, hi] if np.isfinite([lo, hi]).all() and hi > lo else [lo]
     return dict(
-        title=dict(text=title, side="right"),
+        tickmode="array",
+        tickvals=levels,
+        ticktext=[f"{v:.2g}" for v in levels],
+        title=dict(text=title, side="right", font=dict(size=10)),
         orientation="h",
         thickness=8,
         len=0.45,
@@ -82,6 +88,8 @@ def _colorbar(title: str) -> dict:
         xanchor="right",
         y=1.01,
         yanchor="bottom",
+        tickangle=0,
+        tickfont=dict(size=9),
     )
 
 
@@ -131,13 +139,13 @@ def attention_heatmap(
         extra = dict(
             zmin=-4, zmax=0, customdata=z, hovertemplate="query %{y} → key %{x}: %{customdata:.3f}<extra></extra>"
         )
-        bar_title = "log10 p"
+        bar_title, bar_range = "log10 p", (-4, 0)
     else:
         color = z
         top = float(np.nanmax(z)) if np.isfinite(z).any() else 1.0
         extra = dict(zmin=0, zmax=top, hovertemplate="query %{y} → key %{x}: %{z:.3f}<extra></extra>")
-        bar_title = "attention"
-    step = max(1, -(-n // MAX_TICK_LABELS))
+        bar_title, bar_range = "attention", (0, top)
+    step = max(1, -(-n // HEATMAP_TICK_LABELS))
     ticks = dict(
         type="category", tickvals=labels[::step], ticktext=[escape_label(_short(t)) for t in tick_labels[::step]]
     )
@@ -168,7 +176,13 @@ def attention_heatmap(
         shapes=shapes,
     )
     trace = go.Heatmap(
-        z=color, x=labels, y=labels, colorscale=COLORSCALE, colorbar=_colorbar(bar_title), hoverongaps=False, **extra
+        z=color,
+        x=labels,
+        y=labels,
+        colorscale=COLORSCALE,
+        colorbar=_colorbar(bar_title, *bar_range),
+        hoverongaps=False,
+        **extra,
     )
     return go.Figure(trace, layout)
 
@@ -181,7 +195,7 @@ def head_grid(thumbnails: np.ndarray, roles: list[list[str]], selected: tuple[in
     One heatmap trace holds every thumbnail, quantized to a byte per cell: 0 marks the gaps, 1 the
     masked future, 2..255 the attention 0..1. That keeps even GPT-2 medium's 384 heads light."""
     L, H, S, _ = thumbnails.shape
-    gap = max(5, S // 3)  # room above each thumbnail for its label
+    gap = max(8, S // 2)  # room above each thumbnail for its two-line label
     cell = S + gap
     mosaic = np.zeros((L * cell, H * cell), dtype=np.uint8)
     for layer in range(L):
@@ -200,8 +214,9 @@ def head_grid(thumbnails: np.ndarray, roles: list[list[str]], selected: tuple[in
         [0.5, "#21918c"],
         [1.0, "#fde725"],
     ]
+    # two short lines above each thumbnail, centred on it, so that none runs past the plot's edge
     labels = [
-        dict(x=head * cell + S / 2, y=layer * cell + gap / 2, text=f"L{layer} H{head} · {roles[layer][head]}")
+        dict(x=head * cell + S / 2, y=layer * cell + gap / 2, text=f"L{layer} H{head}<br>{roles[layer][head]}")
         for layer in range(L)
         for head in range(H)
     ]
@@ -241,11 +256,15 @@ def layer_head_map(
     L, H = values.shape
     z = values.astype(np.float32)
     limit = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
-    color = (
-        dict(colorscale=DIVERGING, zmid=0, zmin=-limit, zmax=limit, reversescale=True)
-        if diverging
-        else dict(colorscale=COLORSCALE)
-    )
+    if diverging:
+        color, bar_range = (
+            dict(colorscale=DIVERGING, zmid=0, zmin=-limit, zmax=limit, reversescale=True),
+            (-limit, limit),
+        )
+    else:
+        finite = z[np.isfinite(z)]
+        bar_range = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        color = dict(colorscale=COLORSCALE, zmin=bar_range[0], zmax=bar_range[1])
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -254,7 +273,7 @@ def layer_head_map(
             text=text,
             texttemplate="%{text}" if text is not None else None,
             textfont=dict(size=9),
-            colorbar=_colorbar(escape_label(title)),
+            colorbar=_colorbar(escape_label(title), *bar_range),
             hovertemplate=f"%{{y}} %{{x}}: {hover_value}<extra></extra>",
             **color,
         )
@@ -373,7 +392,7 @@ def lens_map(
             colorscale=COLORSCALE,
             zmin=0,
             zmax=1,
-            colorbar=_colorbar("top p"),
+            colorbar=_colorbar("top p", 0, 1),
             hovertemplate="%{y}, predicting after %{customdata[0]}:<br>%{customdata[1]}<extra></extra>",
         )
     )
@@ -390,6 +409,8 @@ def layer_position_map(values: np.ndarray, tokens: list[str], title: str) -> go.
     """Layers (rows) × positions of one number each, e.g. residual-stream patching."""
     L, T = values.shape
     names = np.array([token_label(tok, i) for i, tok in enumerate(tokens)], dtype=object)
+    finite = np.abs(values[np.isfinite(values)])
+    limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
     fig = go.Figure(
         go.Heatmap(
             z=values.astype(np.float32),
@@ -399,7 +420,9 @@ def layer_position_map(values: np.ndarray, tokens: list[str], title: str) -> go.
             colorscale=DIVERGING,
             reversescale=True,
             zmid=0,
-            colorbar=_colorbar(escape_label(title)),
+            zmin=-limit,
+            zmax=limit,
+            colorbar=_colorbar(escape_label(title), -limit, limit),
             hovertemplate="%{y} at %{customdata}: %{z:.3f}<extra></extra>",
         )
     )

@@ -69,11 +69,22 @@ class Tokenizer:
         return self.encoding.decode_single_token_bytes(int(token_id))
 
     def token_text(self, token_id: int) -> str:
-        """One token's text on its own (a piece of a multi-byte character shows as U+FFFD)."""
-        return self.token_bytes(token_id).decode("utf-8", errors="replace")
+        """One token's text on its own, for display: bytes that are only part of a character (GPT-2
+        splits an emoji into several byte tokens) show as their hex codes: b" \\xf0\\x9f" reads
+        " ‹F0›‹9F›"."""
+        return self.token_bytes(token_id).decode("utf-8", errors=_HEX_BYTES)
 
     def incremental_decoder(self) -> "IncrementalDecoder":
         return IncrementalDecoder(self)
+
+
+def _hex_bytes(error: UnicodeDecodeError) -> tuple[str, int]:
+    """A codec error handler: the undecodable bytes as `‹F0›‹9F›`."""
+    return "".join(f"‹{b:02X}›" for b in error.object[error.start : error.end]), error.end
+
+
+_HEX_BYTES = "gpt2-hex-bytes"
+codecs.register_error(_HEX_BYTES, _hex_bytes)
 
 
 class IncrementalDecoder:

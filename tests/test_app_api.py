@@ -116,3 +116,10 @@ def test_head_effects_ablate_and_patch_endpoints(client):
 def test_lab_errors_are_clear(client, args, api, message):
     with pytest.raises(Exception, match=message):
         client.predict(*args, api_name=api)
+
+
+def test_a_callers_mistake_leaves_one_line_in_the_server_log(client, app_process):
+    with pytest.raises(Exception, match="empty"):
+        client.predict("", BUNDLED_NAME, api_name="/loss")
+    log = app_process.log.read_text()
+    assert "API request refused: the prompt is empty" in log and "Traceback" not in log, log[-3000:]

@@ -1,6 +1,9 @@
 """The app's handlers called directly, without a server: streaming, Stop, model switching, clicks on
 tokens and heads, the lab's buttons. Each handler returns its outputs by component."""
 
+import json
+from pathlib import Path
+
 import gradio as gr
 import pytest
 
@@ -116,7 +119,8 @@ def test_clicks_in_the_plots_select_a_head_or_a_query():
     session = last_session(generate("sword crown honey winter tongue. sword crown honey winter tongue.", 2))
     args = (session, "0,0", [ui.MEAN_OPTION], "induction", 4, ui.CLEAN, None, "")
     out = ui.bridge_click("grid:1,2@123", *args)
-    assert out[ui.head_box] == "1,2" and out[ui.options_box] == [] and "L1 H2" in out[ui.heatmap]["label"]
+    assert out[ui.head_box]["value"] == "1,2" and out[ui.options_box] == [] and "L1 H2" in out[ui.heatmap]["label"]
+    assert out[ui.tabs].selected == ui.ATTENTION_TAB  # a click in the grid opens the head
     assert out[ui.attn_chips]["label"].startswith("What token 4 ")  # the query stays
     out = ui.bridge_click("heatmap:3,1@124", *args)
     assert out[ui.query_state] == 3
@@ -136,6 +140,10 @@ def test_the_lab_buttons():
     assert ablation.heads == ((1, 0), (1, 1), (1, 2), (1, 3)) and out[ui.run_box]["visible"] is True
     ablated_views = views(session, head="1,0", run=ui.ABLATED, ablation=ablation)
     assert "L1 H0" in ablated_views[ui.heatmap]["label"]
+    # the head list names the roles of the run shown, as the map's title does
+    switched = ui.update_head(session, "1,0", [], "induction", None, ui.ABLATED, ablation)
+    label = dict((v, k) for k, v in switched[ui.head_box]["choices"])["1,0"]
+    assert label.split(" (")[0] in switched[ui.heatmap]["label"]
     out = ui.lab_patch(*ui.PATCH_EXAMPLE, session, progress=lambda *a, **k: None)
     assert "Answers:" in out[ui.lab_status] and ui.lab_patch_resid in out
 
@@ -157,13 +165,34 @@ def test_lab_errors_are_one_line(monkeypatch, call, message):
     assert status.startswith("⚠") and message in status and "\n" not in status
 
 
-def test_exports():
+def test_exports(monkeypatch):
     session = last_session(generate("<script>alert(1)</script> king", 3))
     out = ui.export_attention(session, "0,1", [], None)
     files = out[ui.exports]["value"]
     assert [f.rsplit(".", 1)[1] for f in files] == ["npz", "html"] and out[ui.exports]["visible"] is True
-    out = ui.export_lab(session, -1, "")
-    assert len(out[ui.lab_exports]["value"]) == 12
+
+
+def test_the_lab_exports_every_view_it_shows(monkeypatch):
+    """Each lab tool's views join the export as they are shown, ablation and patching included; a new
+    text clears the text's views (not patching's, which show their own prompts)."""
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", warnings.append)
+    session = last_session(generate(ui.REPEATED_EXAMPLE, 2))
+    assert ui.export_lab(session, {})[ui.lab_status].startswith("⚠ run a Lab tool first") and warnings
+    shown = ui.lab_loss_and_lens(session)[ui.lab_shown]
+    shown = ui.lab_ablate(session, "L0H0", "zero", -1, "", shown)[ui.lab_shown]
+    shown = ui.lab_patch(*ui.PATCH_EXAMPLE, session, shown, progress=lambda *a, **k: None)[ui.lab_shown]
+    out = ui.export_lab(session, shown)
+    names = sorted(Path(f).name for f in out[ui.lab_exports]["value"])
+    stems = ["ablation-loss", "ablation-next-token", "logit-lens", "loss", "patching-heads", "patching-residual"]
+    assert names == sorted(f"{stem}.{ext}" for stem in stems for ext in ("csv", "html", "json"))
+    saved = json.loads(
+        Path(next(f for f in out[ui.lab_exports]["value"] if f.endswith("ablation-loss.json"))).read_text()
+    )
+    assert "L0H0" in saved["title"] and saved["loss_after"] == shown["ablation-loss"].data["loss_after"]
+    cleared = ui.clear_text_views(shown)
+    assert sorted(cleared[ui.lab_shown]) == ["patching-heads", "patching-residual"]
+    assert cleared[ui.exports]["visible"] is False and cleared[ui.lab_exports]["visible"] is False
 
 
 def test_launch_bounds_the_sessions_gradio_keeps(monkeypatch):

@@ -114,6 +114,9 @@ def test_head_names_and_modes_are_checked():
     for bad, message in (("L3", "layer 3"), ("L0H4", "head 4"), ("head 2", "not a head"), ("", "at least one")):
         with pytest.raises(LabError, match=message):
             parse_heads(bad, 3, 4)
+    with pytest.raises(LabError, match="not a head or layer: 'foo bar'"):  # as typed, spaces kept
+        parse_heads("foo bar", 3, 4)
+    assert parse_heads("L1 H2", 3, 4) == ((1, 2),)
     with pytest.raises(LabError, match="zero or mean"):
         Ablation(((0, 0),), "half")
 

@@ -1,6 +1,7 @@
 """The app's named API endpoints (`/generate`, `/attention`, the lab's five): each checks its input,
 calls `gpt2.explorer`, and turns a user error into a one-line `gr.Error`."""
 
+import logging
 from collections.abc import Iterator
 
 import gradio as gr
@@ -11,6 +12,16 @@ from . import lab_views, views
 from .inputs import UserInputError, encode_prompt
 from .models import BUNDLED_NAME
 from .service import ANALYSES, MODELS, prepare, stream_text, throttled
+
+
+log = logging.getLogger(__name__)
+
+
+def user_error(exc: Exception) -> gr.Error:
+    """A caller's mistake as the one-line error the client receives, logged as one line (no
+    traceback: nothing went wrong in the server)."""
+    log.warning("API request refused: %s", exc)
+    return gr.Error(str(exc), print_exception=False)
 
 
 def _api_entry(prompt: str, model: str):
@@ -35,7 +46,7 @@ def api_generate(
     try:
         settings, loaded, encoded = prepare(prompt, model, max_new_tokens, temperature, top_k, top_p, seed, fast_decode)
     except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(exc) from None
     tokenizer = get_tokenizer()
     kept = tokenizer.decode(encoded.ids)
     yield kept  # at once: a streaming client sees its request start
@@ -49,7 +60,7 @@ def api_attention(prompt: str, model: str = BUNDLED_NAME, layer: int = 0, head: 
         loaded, entry = _api_entry(prompt, model)
         return views.attention_json(loaded, entry, layer, head)
     except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(exc) from None
 
 
 def api_loss(prompt: str, model: str = BUNDLED_NAME) -> dict:
@@ -59,7 +70,7 @@ def api_loss(prompt: str, model: str = BUNDLED_NAME) -> dict:
         data = lab_views.loss_view(loaded, entry).data
         return {"tokens": data["tokens"], "loss": data["loss"]}
     except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(exc) from None
 
 
 def api_logit_lens(prompt: str, model: str = BUNDLED_NAME) -> dict:
@@ -68,7 +79,7 @@ def api_logit_lens(prompt: str, model: str = BUNDLED_NAME) -> dict:
         loaded, entry = _api_entry(prompt, model)
         return lab_views.lens_view(loaded, entry).data
     except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(exc) from None
 
 
 def api_head_effects(prompt: str, model: str = BUNDLED_NAME, position: int = -1, target: str = "") -> dict:
@@ -86,7 +97,7 @@ def api_head_effects(prompt: str, model: str = BUNDLED_NAME, position: int = -1,
             "ablation": sweep.data["ablation"],
         }
     except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(exc) from None
 
 
 def api_ablate(prompt: str, model: str = BUNDLED_NAME, heads: str = "L0H0", mode: str = "zero") -> dict:
@@ -105,7 +116,7 @@ def api_ablate(prompt: str, model: str = BUNDLED_NAME, heads: str = "L0H0", mode
         loss_view, _, _ = lab_views.ablation_views(loaded, entry, ablated, ablation, position, target_id)
         return {key: loss_view.data[key] for key in ("tokens", "loss_before", "loss_after", "top_before", "top_after")}
     except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(exc) from None
 
 
 def api_patch(clean: str, corrupted: str, model: str = BUNDLED_NAME) -> dict:
@@ -118,4 +129,4 @@ def api_patch(clean: str, corrupted: str, model: str = BUNDLED_NAME) -> dict:
         resid_view, _, _ = lab_views.patch_views(loaded, clean_ids, corrupted_ids)
         return {key: resid_view.data[key] for key in ("answer_clean", "answer_corrupted", "resid", "heads")}
     except UserInputError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(exc) from None

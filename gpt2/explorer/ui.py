@@ -55,6 +55,11 @@ PATCH_EXAMPLE = (
     "sword crown honey winter tongue lamb night castle. sword crown honey river",
 )
 CLEAN, ABLATED = "clean", "ablated"
+ATTENTION_TAB = "attention"
+LAB_START = (
+    "Start with the Tutorial: it loads an example and finds the induction circuit in three clicks. "
+    "Or generate a text, then open a tool: each works on the text shown (Patching on its own two prompts)."
+)
 TUTORIAL = """**Find the induction circuit in three clicks.** The bundled model has one: layer 1 copies what
 followed an earlier occurrence of the current token, and it needs the previous-token head L0 H0 to
 know what followed what.
@@ -81,6 +86,12 @@ CSS = """
 @media (max-width: 700px) {
   #chips { max-height: 32vh; }
   .gradio-container { padding: 4px !important; }
+  /* one column: the prompt and tokens, then the views, then the examples and settings */
+  #main { flex-direction: column; }
+  #left { display: contents; }
+  #core { order: 0; }
+  #right { order: 1; }
+  #extras { order: 2; }
 }
 """
 # Clicks on a head in the grid or a score map, or on a heatmap row, reach Python through the hidden
@@ -114,7 +125,31 @@ JS = """
       });
     }
   };
-  new MutationObserver(bind).observe(document.body, {childList: true, subtree: true});
+  // a byte token (part of a character, shown as its hex bytes like ‹F0›‹9F›): its group's hover
+  // names the whole character
+  const utf8 = new TextEncoder();
+  const chipBytes = (text) => {
+    const bytes = [];
+    for (const part of text.replace(/␣/g, ' ').replace(/↵/g, '\\n').split(/(‹[0-9A-F]{2}›)/)) {
+      if (/^‹[0-9A-F]{2}›$/.test(part)) bytes.push(parseInt(part.slice(1, -1), 16));
+      else bytes.push(...utf8.encode(part));
+    }
+    return bytes;
+  };
+  const nameByteChips = () => {
+    for (const box of document.querySelectorAll('#chips, #attn-chips')) {
+      const chips = [...box.querySelectorAll('.textspan')];
+      for (let i = 0; i < chips.length; ) {
+        if (!/‹[0-9A-F]{2}›/.test(chips[i].textContent)) { i++; continue; }
+        let j = i;
+        while (j < chips.length && /‹[0-9A-F]{2}›/.test(chips[j].textContent)) j++;
+        const text = new TextDecoder().decode(new Uint8Array(chips.slice(i, j).flatMap((c) => chipBytes(c.textContent.trim()))));
+        chips.slice(i, j).forEach((c) => { c.title = `bytes of “${text.trim()}”`; });
+        i = j;
+      }
+    }
+  };
+  new MutationObserver(() => { bind(); nameByteChips(); }).observe(document.body, {childList: true, subtree: true});
   // a plot drawn while its tab was hidden took a default width: redraw plots when a tab opens
   document.addEventListener('click', (event) => {
     if (event.target.closest('[role=tab]')) setTimeout(() => window.dispatchEvent(new Event('resize')), 60);
@@ -246,6 +281,36 @@ def switch_model(model_name, session: Session, progress=gr.Progress(track_tqdm=T
     return {model_box: model_name, status_box: f"Loaded {model_name}. Press Generate to use it."}
 
 
+WAITING = "Generating… the maps appear when the text is complete."
+
+
+def lab_text_plots() -> list:
+    """The lab's plots that show the current text (patching shows its own prompts)."""
+    return [lab_loss, lab_lens, lab_direct, lab_sweep, lab_rest, lab_rank, lab_ablate_loss, lab_ablate_bars]
+
+
+def _blank(component, height: int = 260) -> dict:
+    """`component` (a gr.Plot) back to its first label, with a waiting message."""
+    return gr.update(value=_empty(WAITING, height), label=component.label)
+
+
+def clear_text_views(shown) -> dict:
+    """A new text is coming: every view of the old one goes blank and its downloads go away (the
+    patching views stay: they show their own two prompts)."""
+    return {
+        query_state: None,
+        ablation_state: None,
+        run_box: gr.update(visible=False, value=CLEAN),
+        heatmap: _blank(heatmap, 420),
+        attn_chips: gr.update(value=None, label=attn_chips.label),
+        next_tokens: _blank(next_tokens, 200),
+        **{component: _blank(component) for component in (grid, scores_plot, *lab_text_plots())},
+        exports: gr.update(value=None, visible=False),
+        lab_exports: gr.update(value=None, visible=False),
+        lab_shown: {name: view for name, view in (shown or {}).items() if name.startswith("patching")},
+    }
+
+
 # ---- attention views --------------------------------------------------------------------------------
 
 
@@ -293,11 +358,13 @@ def refresh_views(session, head_choice, options, score_name, query, run, ablatio
 
 @on_gpu
 def update_head(session, head_choice, options, score_name, query, run, ablation):
-    """A new head, option or run: the heatmap, the query's views and the outlines in the grids."""
+    """A new head, option or run: the heatmap, the query's views, the outlines in the grids, and the
+    head list's roles (those of the run shown)."""
     try:
         model, entry, window = _entry(session, run, ablation)
         view = _head_view(head_choice, options)
         return {
+            head_box: gr.update(choices=views.head_choices(entry), value=head_choice),
             **_attention_views(model, entry, window, view, _query(entry, query)),
             **_grid_views(entry, view, score_name),
         }
@@ -337,10 +404,10 @@ def bridge_click(value, session, head_choice, options, score_name, query, run, a
     try:
         owner, _, rest = str(value).partition(":")
         row, col = (int(part) for part in rest.split("@")[0].split(","))
-        if owner in ("grid", "scores"):
+        if owner in ("grid", "scores"):  # open the head in the Attention tab
             choice, options = head_value(row, col), [o for o in options or [] if o != MEAN_OPTION]
             result = update_head(session, choice, options, score_name, query, run, ablation)
-            return {head_box: choice, options_box: options, **result}
+            return {options_box: options, tabs: gr.Tabs(selected=ATTENTION_TAB), **result}
         if owner == "heatmap":
             _, entry, _ = _entry(session, run, ablation)
             position = views.heatmap_click_position(entry, row)
@@ -376,8 +443,13 @@ def _lab_entry(session):
     return model, entry
 
 
+def _shown(shown: dict | None, **views_by_file) -> dict:
+    """The lab views on screen by export file name, with these added (replacing the same names)."""
+    return {**(shown or {}), **views_by_file}
+
+
 @on_gpu
-def lab_loss_and_lens(session):
+def lab_loss_and_lens(session, shown=None):
     try:
         model, entry = _lab_entry(session)
         loss_view, lens_view = lab_views.loss_view(model, entry), lab_views.lens_view(model, entry)
@@ -387,11 +459,12 @@ def lab_loss_and_lens(session):
         lab_loss: plot(loss_view.figure, label=loss_view.label),
         lab_lens: plot(lens_view.figure, label=lens_view.label),
         lab_status: "Loss and logit lens of the current text.",
+        lab_shown: _shown(shown, loss=loss_view, **{"logit-lens": lens_view}),
     }
 
 
 @on_gpu
-def lab_attribute(session, position, target, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
+def lab_attribute(session, position, target, shown=None, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
     try:
         model, entry = _lab_entry(session)
         position, target_id = lab_views.with_default_target(model, entry, position, target)
@@ -407,12 +480,17 @@ def lab_attribute(session, position, target, progress=gr.Progress()):  # noqa: B
         lab_rest: plot(rest_view.figure, label=rest_view.label),
         lab_sweep: plot(sweep.figure, label=sweep.label),
         lab_rank: plot(rank.figure, label=rank.label),
+        lab_shown: _shown(
+            shown,
+            attribution=heads_view,
+            **{"attribution-rest": rest_view, "ablation-sweep": sweep, "target-rank": rank},
+        ),
         lab_status: "The gap between a head's direct share and its ablation effect shows composition: heads that act through later heads, and backups that take over.",
     }
 
 
 @on_gpu
-def lab_ablate(session, heads_text, mode, position, target):
+def lab_ablate(session, heads_text, mode, position, target, shown=None):
     """Ablate the named heads: before/after, and the ablated run for the Attention tab."""
     try:
         model, entry = _lab_entry(session)
@@ -431,6 +509,7 @@ def lab_ablate(session, heads_text, mode, position, target):
         ablation_state: ablation,
         lab_ablate_loss: plot(loss_view.figure, label=loss_view.label),
         lab_ablate_bars: plot(bars_view.figure, label=bars_view.label),
+        lab_shown: _shown(shown, **{"ablation-loss": loss_view, "ablation-next-token": bars_view}),
         lab_status: summary,
         run_box: gr.update(visible=True, label=f"Run: clean, or {ablation.label}"),
     }
@@ -441,7 +520,7 @@ def tutorial_step(heads_text, mode="zero"):
 
 
 @on_gpu
-def lab_patch(clean_text, corrupted_text, session, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
+def lab_patch(clean_text, corrupted_text, session, shown=None, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
     try:
         model_name = (session or EMPTY_SESSION).model
         model = service.MODELS.get(model_name)
@@ -455,6 +534,7 @@ def lab_patch(clean_text, corrupted_text, session, progress=gr.Progress()):  # n
     return {
         lab_patch_resid: plot(resid_view.figure, label=resid_view.label),
         lab_patch_heads: plot(heads_view.figure, label=heads_view.label),
+        lab_shown: _shown(shown, **{"patching-residual": resid_view, "patching-heads": heads_view}),
         lab_status: summary,
     }
 
@@ -485,28 +565,21 @@ def export_attention(session, head_choice, options, query):
     }
 
 
-def export_lab(session, position, target):
-    """The lab's numbers for the current text: loss, logit lens, attribution and the sweep (.json, .csv, .html each)."""
-    try:
-        model, entry = _lab_entry(session)
-        position, target_id = lab_views.with_default_target(model, entry, position, target)
-        loss_view, lens_view = lab_views.loss_view(model, entry), lab_views.lens_view(model, entry)
-        heads_view, _ = lab_views.attribution_view(model, entry, position, target_id)
-        sweep = lab_views.sweep_view(model, entry, position, target_id)
-    except UserInputError as exc:
-        return {lab_status: warn(exc)}
-    folder, start = _export_folder(), export.text_start(entry.tokens)
+def export_lab(session, shown):
+    """Every lab view on screen, as it is shown (.json, .csv, .html each); nothing is recomputed."""
+    if not shown:
+        return {lab_status: warn(UserInputError("run a Lab tool first: Export saves the views it shows"))}
+    folder = _export_folder()
+    session = session or EMPTY_SESSION
+    start = export.text_start([get_tokenizer().decode(session.ids)])
     files = []
-    for name, view in (
-        ("loss", loss_view),
-        ("logit-lens", lens_view),
-        ("attribution", heads_view),
-        ("ablation-sweep", sweep),
-    ):
-        files += export.save_view(folder, name, view, f"{session.model} · {view.label} · “{start}”")
+    for name, view in shown.items():
+        text = f" · “{start}”" if start and not name.startswith("patching") else ""  # patching has its own prompts
+        title = f"{session.model} · {view.label}{text}"
+        files += export.save_view(folder, name, view, title)
     return {
         lab_exports: gr.update(value=[str(f) for f in files], visible=True),
-        lab_status: f"Exported {len(files)} files.",
+        lab_status: f"Exported {len(shown)} views as {len(files)} files: {', '.join(shown)}.",
     }
 
 
@@ -531,54 +604,58 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
     session_state = gr.State(EMPTY_SESSION, time_to_live=SESSION_TTL_S)
     query_state = gr.State(None, time_to_live=SESSION_TTL_S)
     ablation_state = gr.State(None, time_to_live=SESSION_TTL_S)
+    lab_shown = gr.State({}, time_to_live=SESSION_TTL_S)  # export file name → the lab View on screen
     bridge = gr.Textbox(visible="hidden", elem_id="click-bridge", label="click")
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=2, min_width=340):
-            model_box = gr.Dropdown(service.MODELS.choices(), value=BUNDLED_NAME, label="Model", elem_id="model")
-            prompt = gr.Textbox(
-                label="Prompt (Ctrl/Cmd+Enter generates)",
-                lines=3,
-                max_lines=8,
-                max_length=MAX_PROMPT_CHARS,
-                elem_id="prompt",
-            )
-            with gr.Row():
-                generate_btn = gr.Button("Generate", variant="primary", scale=3, min_width=100, elem_id="generate")
-                stop_btn = gr.Button(
-                    "Stop", variant="secondary", interactive=False, scale=1, min_width=70, elem_id="stop"
+    # on a phone the columns stack as core, views, extras (see the CSS): the views come right after the tokens
+    with gr.Row(equal_height=False, elem_id="main"):
+        with gr.Column(scale=2, min_width=340, elem_id="left"):
+            with gr.Column(elem_id="core"):
+                model_box = gr.Dropdown(service.MODELS.choices(), value=BUNDLED_NAME, label="Model", elem_id="model")
+                prompt = gr.Textbox(
+                    label="Prompt (Ctrl/Cmd+Enter generates)",
+                    lines=3,
+                    max_lines=8,
+                    max_length=MAX_PROMPT_CHARS,
+                    elem_id="prompt",
                 )
-            status_box = gr.Textbox(
-                show_label=False, placeholder="Status", interactive=False, lines=1, max_lines=8, elem_id="status"
-            )
-            chips = gr.HighlightedText(
-                label="Tokens: click one to make it the query",
-                color_map=views.CHIP_COLORS,
-                show_legend=True,
-                combine_adjacent=False,
-                elem_id="chips",
-            )
-            colour_by_loss = gr.Checkbox(
-                label="Colour tokens by their loss (darker = more surprising)", value=False, elem_id="loss-toggle"
-            )
-            gr.Examples(
-                EXAMPLES, inputs=prompt, label="Examples (the first repeats a sequence: watch the induction heads)"
-            )
-            with gr.Accordion("Sampling", open=False):
-                max_new_tokens = gr.Slider(
-                    1, MAX_NEW_TOKENS, value=40, step=1, label="Max new tokens", elem_id="max-new-tokens"
+                with gr.Row():
+                    generate_btn = gr.Button("Generate", variant="primary", scale=3, min_width=100, elem_id="generate")
+                    stop_btn = gr.Button(
+                        "Stop", variant="secondary", interactive=False, scale=1, min_width=70, elem_id="stop"
+                    )
+                status_box = gr.Textbox(
+                    show_label=False, placeholder="Status", interactive=False, lines=1, max_lines=8, elem_id="status"
                 )
-                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = greedy)")
-                top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k (0 = off)")
-                top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p (1 = off)")
-                seed = gr.Number(value=0, precision=0, label="Seed")
-                fast_decode = gr.Checkbox(
-                    value=True, label="Fast decoding (int8 weights for GPT-2-sized models; maps stay float32)"
+                chips = gr.HighlightedText(
+                    label="Tokens: click one to make it the query",
+                    color_map=views.CHIP_COLORS,
+                    show_legend=True,
+                    combine_adjacent=False,
+                    elem_id="chips",
                 )
-            with gr.Accordion("Plain text (as the model sees it)", open=False):
-                output = gr.Textbox(show_label=False, lines=4, max_lines=12, interactive=False, elem_id="output")
-        with gr.Column(scale=5, min_width=340):
-            with gr.Tabs(elem_id="tabs"):
-                with gr.Tab("Attention", elem_id="tab-attention"):
+                colour_by_loss = gr.Checkbox(
+                    label="Colour tokens by their loss (darker = more surprising)", value=False, elem_id="loss-toggle"
+                )
+            with gr.Column(elem_id="extras"):
+                gr.Examples(
+                    EXAMPLES, inputs=prompt, label="Examples (the first repeats a sequence: watch the induction heads)"
+                )
+                with gr.Accordion("Sampling", open=False):
+                    max_new_tokens = gr.Slider(
+                        1, MAX_NEW_TOKENS, value=40, step=1, label="Max new tokens", elem_id="max-new-tokens"
+                    )
+                    temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = greedy)")
+                    top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k (0 = off)")
+                    top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p (1 = off)")
+                    seed = gr.Number(value=0, precision=0, label="Seed")
+                    fast_decode = gr.Checkbox(
+                        value=True, label="Fast decoding (int8 weights for GPT-2-sized models; maps stay float32)"
+                    )
+                with gr.Accordion("Plain text (as the model sees it)", open=False):
+                    output = gr.Textbox(show_label=False, lines=4, max_lines=12, interactive=False, elem_id="output")
+        with gr.Column(scale=5, min_width=340, elem_id="right"):
+            with gr.Tabs(elem_id="tabs") as tabs:
+                with gr.Tab("Attention", id=ATTENTION_TAB, elem_id="tab-attention"):
                     with gr.Row(elem_id="controls"):
                         head_box = gr.Dropdown(choices=[], label="Head", scale=3, min_width=260, elem_id="head")
                         options_box = gr.CheckboxGroup(
@@ -615,7 +692,7 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
                         )
                         export_btn = gr.Button("Export attention (.npz) and heatmap (.html)", elem_id="export")
                         exports = _downloads("Downloads", "exports")
-                with gr.Tab("All heads", elem_id="tab-heads"):
+                with gr.Tab("All heads", id="heads", elem_id="tab-heads"):
                     score_name = gr.Radio(
                         list(SCORE_NAMES), value="previous-token", label="Head score (click a head to open it)"
                     )
@@ -630,9 +707,11 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
                             scores_plot = gr.Plot(
                                 _empty("Head scores, after you generate."), label="Head scores", elem_id="scores"
                             )
-                with gr.Tab("Lab", elem_id="tab-lab"):
-                    lab_status = gr.Textbox(label="Lab", interactive=False, lines=1, max_lines=6, elem_id="lab-status")
-                    with gr.Tabs():
+                with gr.Tab("Lab", id="lab", elem_id="tab-lab"):
+                    lab_status = gr.Textbox(
+                        value=LAB_START, label="Lab", interactive=False, lines=1, max_lines=6, elem_id="lab-status"
+                    )
+                    with gr.Tabs(overflow_behavior="wrap"):  # every tool one tap away on a phone
                         with gr.Tab("Tutorial"):
                             gr.Markdown(TUTORIAL)
                             with gr.Row():
@@ -736,11 +815,9 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
     view_outputs = [head_box, query_state, *attention_outputs, grid, scores_plot, status_box]
     private = dict(api_visibility="private")
 
-    generation = generate_btn.click(
-        lambda: (None, None, gr.update(visible=False, value=CLEAN)),
-        outputs=[query_state, ablation_state, run_box],
-        **private,
-    ).then(
+    text_views = [query_state, ablation_state, run_box, heatmap, attn_chips, next_tokens, grid, scores_plot]
+    text_views += [*lab_text_plots(), exports, lab_exports, lab_shown]
+    generation = generate_btn.click(clear_text_views, [lab_shown], text_views, **private).then(
         run_generation,
         inputs=[prompt, model_box, max_new_tokens, temperature, top_k, top_p, seed, fast_decode],
         outputs=[output, chips, session_state, status_box, generate_btn, stop_btn],
@@ -751,12 +828,13 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
     stop_btn.click(None, cancels=[generation], **private).then(
         stopped, [session_state], [status_box, generate_btn, stop_btn], **private
     ).then(refresh_views, view_inputs, view_outputs, **private)
-    model_box.input(switch_model, [model_box, session_state], [model_box, status_box], **private)
+    # .select, not .input: Gradio's dropdown sends .input twice for one choice (two runs, two toasts)
+    model_box.select(switch_model, [model_box, session_state], [model_box, status_box], **private)
     gr.on(
         [head_box.input, options_box.input, score_name.input, run_box.input],
         update_head,
         view_inputs,
-        [*attention_outputs, grid, scores_plot, status_box],
+        [head_box, *attention_outputs, grid, scores_plot, status_box],
         **private,
     )
     chips.select(
@@ -768,21 +846,21 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
     bridge.change(
         bridge_click,
         [bridge, session_state, head_box, options_box, score_name, query_state, run_box, ablation_state, lab_heads_box],
-        [head_box, options_box, query_state, status_box, *attention_outputs, grid, scores_plot, lab_heads_box],
+        [head_box, options_box, query_state, status_box, *attention_outputs, grid, scores_plot, lab_heads_box, tabs],
         **private,
     )
     colour_by_loss.input(loss_chips, [session_state, colour_by_loss, query_state], [chips, status_box], **private)
 
     heavy = dict(concurrency_id="lab", concurrency_limit=2, **private)
-    loss_btn.click(lab_loss_and_lens, [session_state], [lab_loss, lab_lens, lab_status], **heavy)
+    loss_btn.click(lab_loss_and_lens, [session_state, lab_shown], [lab_loss, lab_lens, lab_status, lab_shown], **heavy)
     attr_btn.click(
         lab_attribute,
-        [session_state, lab_position, lab_target],
-        [lab_direct, lab_rest, lab_sweep, lab_rank, lab_status],
+        [session_state, lab_position, lab_target, lab_shown],
+        [lab_direct, lab_rest, lab_sweep, lab_rank, lab_status, lab_shown],
         **heavy,
     )
-    ablate_inputs = [session_state, lab_heads_box, lab_mode, lab_position, lab_target]
-    ablate_outputs = [ablation_state, lab_ablate_loss, lab_ablate_bars, lab_status, run_box]
+    ablate_inputs = [session_state, lab_heads_box, lab_mode, lab_position, lab_target, lab_shown]
+    ablate_outputs = [ablation_state, lab_ablate_loss, lab_ablate_bars, lab_status, run_box, lab_shown]
     ablate_btn.click(lab_ablate, ablate_inputs, ablate_outputs, **heavy)
     for button, heads_text in ((step_layer1, "L1"), (step_prev, "L0H0"), (step_control, "L4H2")):
         button.click(lambda text=heads_text: tutorial_step(text), outputs=[lab_heads_box, lab_mode], **private).then(
@@ -793,14 +871,14 @@ with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
     )
     patch_btn.click(
         lab_patch,
-        [patch_clean, patch_corrupted, session_state],
-        [lab_patch_resid, lab_patch_heads, lab_status],
+        [patch_clean, patch_corrupted, session_state, lab_shown],
+        [lab_patch_resid, lab_patch_heads, lab_status, lab_shown],
         **heavy,
     )
     export_btn.click(
         export_attention, [session_state, head_box, options_box, query_state], [exports, status_box], **private
     )
-    lab_export_btn.click(export_lab, [session_state, lab_position, lab_target], [lab_exports, lab_status], **heavy)
+    lab_export_btn.click(export_lab, [session_state, lab_shown], [lab_exports, lab_status], **private)
 
     demo.load(
         lambda: gr.update(choices=service.MODELS.choices()), outputs=model_box, **private
