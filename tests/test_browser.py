@@ -52,20 +52,10 @@ def browser_page(url: str, viewport=DESKTOP, query: str = ""):
 
 
 def open_tab(page, name: str) -> None:
-    """Click the tab `name`, through the "More tabs" menu where a narrow screen folds it away."""
+    """Click the tab `name`, which must be on screen: no tab hides in an overflow menu, phone included."""
     tab = page.get_by_role("tab", name=name, exact=True)
-    if tab.count() and tab.first.is_visible():
-        tab.first.click()
-        return
-    for more in page.get_by_role("button", name="More tabs").all():
-        if more.is_visible():
-            more.click()
-            item = page.locator(".overflow-dropdown button", has_text=name)
-            if item.count() and item.first.is_visible():
-                item.first.click()
-                return
-            more.click()
-    raise AssertionError(f"no tab {name!r} on screen")
+    assert tab.count() and tab.first.is_visible(), f"no tab {name!r} on screen"
+    tab.first.click()
 
 
 def status(page):
@@ -209,20 +199,24 @@ def test_desktop_every_answer_is_in_view(app_server):
         page.locator("#grid .nsewdrag").first.scroll_into_view_if_needed()
         page.mouse.click(*page.evaluate(THUMBNAIL_CENTER, [1, 0]))
         expect(page.locator("#head input")).to_have_value(re.compile(r"^L1 H0 · induction"), timeout=WAIT_MS)
+        expect(page.locator("#heatmap label")).to_have_text(re.compile(r"Attention of L1 H0"), timeout=WAIT_MS)
+        assert in_view(page, "#heatmap .nsewdrag")  # the click opened the head in the Attention tab
+        open_tab(page, "All heads")
         box = plot_area(page, "#scores")
         page.mouse.click(box["x"] + box["width"] * 0.625, box["y"] + box["height"] * (4.5 / 6))  # L4 H2
         expect(page.locator("#head input")).to_have_value(re.compile(r"^L4 H2 "), timeout=WAIT_MS)
         shape = page.evaluate("() => document.querySelector('#scores .js-plotly-plot').layout.shapes[0]")
         assert (shape["x0"], shape["y0"]) == (1.5, 3.5)
-        open_tab(page, "Attention")
         expect(page.locator("#heatmap label")).to_have_text(re.compile(r"Attention of L4 H2"), timeout=WAIT_MS)
         assert in_view(page, "#heatmap .nsewdrag")
         assert plot_area(page, "#heatmap")["width"] > 400  # redrawn at its width after the tab opened
 
-        # Stop ends a long generation and says how far it got
+        # Stop ends a long generation and says how far it got; meanwhile the old text's views are blank
         set_max_tokens(page, 1000)
         page.locator("#generate").click()
         expect(status(page)).to_have_value(re.compile("^Generating 1000 tokens"), timeout=WAIT_MS)
+        expect(page.locator("#heatmap label")).to_have_text("Attention", timeout=WAIT_MS)
+        assert page.evaluate("() => !document.querySelector('#heatmap .js-plotly-plot').data.length")
         expect(page.locator("#stop")).to_be_enabled(timeout=WAIT_MS)
         page.wait_for_function(
             "(n) => document.querySelectorAll('#chips .token .text:not(.unlabeled)').length > n",
@@ -259,9 +253,19 @@ def test_long_messages_are_whole_and_long_prompts_are_cut_where_marked(app_serve
         expect(page.locator("#next-tokens label")).to_have_text("Next token after position 255", timeout=WAIT_MS)
 
 
+DOC_TOP = "(selector) => document.querySelector(selector).getBoundingClientRect().top + window.scrollY"
+
+
 def test_phone_one_column_wide_plots(app_server):
     with browser_page(app_server, PHONE) as page:
         chips = generate(page, REPEATED)
+        # the views come right after the tokens; the examples and settings after the views
+        tops = {s: page.evaluate(DOC_TOP, s) for s in ("#chips", "#tabs", "#extras")}
+        assert tops["#chips"] < tops["#tabs"] < tops["#extras"] and tops["#tabs"] < 1.2 * PHONE["height"], tops
+        open_tab(page, "Lab")
+        for tool in ("Tutorial", "Loss & lens", "Attribution", "Ablation", "Patching"):  # each one tap away
+            assert page.get_by_role("tab", name=tool, exact=True).is_visible(), tool
+        open_tab(page, "Attention")
         assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
         assert plot_area(page, "#heatmap")["width"] >= 250
         assert page.locator(".modebar-container .modebar").count() == 0  # no toolbar over the titles
@@ -339,11 +343,13 @@ def test_hostile_text_is_literal_in_every_view_and_the_lab(app_server, tmp_path,
 
         page.locator("#lab-export").click()
         links = page.locator("#lab-exports a[href]")
-        expect(links).to_have_count(12, timeout=WAIT_MS)
+        # what the lab shows: loss and lens, attribution, the rest, the sweep and the rank, 3 files each
+        expect(links).to_have_count(18, timeout=WAIT_MS)
         html_link = next(
             a.get_attribute("href")
             for a in links.all()
-            if (a.get_attribute("download") or a.inner_text()).endswith("loss.html")
+            if (a.get_attribute("download") or a.inner_text()).endswith("/loss.html")
+            or (a.get_attribute("download") or a.inner_text()) == "loss.html"
         )
         page_path = tmp_path / "loss.html"
         page_path.write_bytes(page.request.get(html_link).body())
@@ -378,3 +384,19 @@ def test_the_induction_circuit_in_three_clicks(app_server):
         # the Attention tab shows the ablated run on request
         open_tab(page, "Attention")
         expect(page.locator("#run")).to_be_visible(timeout=WAIT_MS)
+
+
+def test_one_warning_per_event_and_byte_tokens_named_on_hover(app_server):
+    with browser_page(app_server) as page:
+        # offline, gpt2 cannot load: one warning, once
+        page.locator("#model input").click()
+        page.get_by_role("option", name="gpt2", exact=True).click()
+        expect(status(page)).to_have_value(re.compile("^⚠ cannot load 'gpt2'"), timeout=WAIT_MS)
+        page.wait_for_timeout(1500)
+        toasts = " ".join(page.locator(".toast-body").all_inner_texts())
+        assert toasts.count("cannot load 'gpt2'") == 1, toasts
+        # an emoji is several byte tokens: each chip shows its bytes, the hover names the character
+        chips = generate(page, "I love 🍕", max_tokens=1)
+        assert chips[2:5] == ["␣‹F0›‹9F›", "‹8D›", "‹95›"], chips
+        titles = page.locator(TOKEN_CHIPS).evaluate_all("(els) => els.map((e) => e.title)")
+        assert titles[2:5] == ["bytes of “🍕”"] * 3, titles

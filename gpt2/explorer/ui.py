@@ -136,15 +136,17 @@ JS = """
     }
     return bytes;
   };
+  const isBytes = (chip) => /‹[0-9A-F]{2}›/.test(chip.textContent);
   const nameByteChips = () => {
     for (const box of document.querySelectorAll('#chips, #attn-chips')) {
-      const chips = [...box.querySelectorAll('.textspan')];
+      const chips = [...box.querySelectorAll('.token')];
       for (let i = 0; i < chips.length; ) {
-        if (!/‹[0-9A-F]{2}›/.test(chips[i].textContent)) { i++; continue; }
+        if (!isBytes(chips[i])) { i++; continue; }
         let j = i;
-        while (j < chips.length && /‹[0-9A-F]{2}›/.test(chips[j].textContent)) j++;
-        const text = new TextDecoder().decode(new Uint8Array(chips.slice(i, j).flatMap((c) => chipBytes(c.textContent.trim()))));
-        chips.slice(i, j).forEach((c) => { c.title = `bytes of “${text.trim()}”`; });
+        while (j < chips.length && isBytes(chips[j])) j++;
+        const run = chips.slice(i, j);
+        const text = new TextDecoder().decode(new Uint8Array(run.flatMap((c) => chipBytes(c.querySelector('.text')?.textContent || ''))));
+        run.forEach((c) => { c.title = `bytes of “${text.trim()}”`; });
         i = j;
       }
     }
