@@ -13,7 +13,6 @@ from .inputs import UserInputError, encode_prompt
 from .models import BUNDLED_NAME
 from .service import ANALYSES, MODELS, prepare, stream_text, throttled
 
-
 log = logging.getLogger(__name__)
 
 
