@@ -14,7 +14,7 @@ Whether int8 is accurate depends on the CPU. With VNNI (AVX512-VNNI, AVX-VNNI, A
 int8 products in 32 bits; without it (plain AVX2 or AVX-512) its 8-bit multiply-add saturates in
 16 bits unless the activations use 7 bits, and GPT-2's few large activation features then wreck
 the result. So `quantize_int8` tries 8-bit activations, then 7-bit ones, and keeps the first that
-passes a calibration check (see `check_decoding`): stepping a fixed text through the KV cache, the
+passes a calibration check (see `decoding_agreement`): stepping a fixed text through the KV cache, the
 copy's next-token distributions must match float32's. If neither passes, the copy keeps float32
 weights and says so. Its `decoding` attribute (a `DecodingCheck`) tells which path it took.
 
@@ -33,6 +33,7 @@ from torch import nn
 
 from .model import GPT2
 from .precision import int8_kernel_available
+from .tokenizer import get_tokenizer
 
 MAX_INT8_ROWS = 8  # more rows than this in one call (a prompt) multiply in float32
 ACTIVATION_BITS = (8, 7)  # tried in this order; 7 bits cannot saturate FBGEMM's AVX2 kernels
@@ -128,8 +129,6 @@ def decoding_agreement(
 
 def calibration_ids(model: GPT2, length: int = 96) -> torch.Tensor:
     """The calibration text's first `length` tokens (1, T), within the model's vocabulary and context."""
-    from .tokenizer import get_tokenizer
-
     ids = get_tokenizer().encode(CALIBRATION_TEXT)[: min(length, model.config.block_size)]
     return torch.tensor([ids], device=model.wte.weight.device) % model.config.vocab_size
 
