@@ -1,4 +1,4 @@
-"""The causal tools: what heads do, not only where they look. Quantities as `shared/LAB.md` defines them.
+"""The causal tools: what heads do, not only where they look. Quantities as `docs/lab.md` defines them.
 
 - `token_losses`: each actual next token's loss, and each prediction's entropy;
 - `logit_lens`: the top tokens read from the residual stream after the embeddings and each block;
@@ -123,7 +123,7 @@ class Attribution:
 def direct_attribution(model, ids, position: int, target: int) -> Attribution:
     """Each component's direct share of the target's logit at `position`: its output, centred, divided
     by the final LayerNorm's scale frozen from this run, dotted with the target's unembedding scaled
-    by the LayerNorm's gain (see shared/LAB.md)."""
+    by the LayerNorm's gain (see docs/lab.md)."""
     L = model.config.num_layers
     names = ["hook_embed", "hook_pos_embed", f"blocks.{L - 1}.hook_resid_post"]
     names += [f"blocks.{layer}.attn.hook_z" for layer in range(L)] + [
