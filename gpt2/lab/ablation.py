@@ -1,0 +1,121 @@
+"""Zero and mean ablation of heads, the ablated rerun, and the one-head-at-a-time sweep
+(docs/lab.md, "Ablation")."""
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from ..analysis import Analysis, analyze
+from ..hooks import hooks, run_with_cache
+from .common import LabError, Progress, embedding_weight, ids_tensor, target_logprob
+
+
+HEAD_SPEC = re.compile(r"^L(\d+)(?:H(\d+))?$", re.IGNORECASE)
+
+
+def parse_heads(text: str, num_layers: int, num_heads: int) -> tuple[tuple[int, int], ...]:
+    """`"L0H0, L1H2"` or `"L1"` (every head of layer 1) → sorted (layer, head) pairs."""
+    heads = set()
+    for part in str(text).replace(";", ",").split(","):
+        typed = part.strip()
+        if not typed:
+            continue
+        match = HEAD_SPEC.match(typed.replace(" ", ""))  # "L1 H2" is L1H2
+        if not match:
+            raise LabError(f"not a head or layer: {typed[:20]!r} (write heads like L0H0, L1H2, or L1 for a layer)")
+        layer = int(match.group(1))
+        if layer >= num_layers:
+            raise LabError(f"layer {layer} does not exist: the model has layers 0 to {num_layers - 1}")
+        if match.group(2) is None:
+            heads.update((layer, h) for h in range(num_heads))
+            continue
+        head = int(match.group(2))
+        if head >= num_heads:
+            raise LabError(f"head {head} does not exist: layers have heads 0 to {num_heads - 1}")
+        heads.add((layer, head))
+    if not heads:
+        raise LabError("name at least one head to ablate, e.g. L0H0 or L1")
+    return tuple(sorted(heads))
+
+
+ABLATION_MODES = ("zero", "mean")
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """Heads to ablate: `zero` sets their `hook_z` to 0, `mean` to its mean over this text's positions."""
+
+    heads: tuple[tuple[int, int], ...]
+    mode: str = "zero"
+
+    def __post_init__(self):
+        if self.mode not in ABLATION_MODES:
+            raise LabError(f"unknown ablation mode {str(self.mode)[:20]!r}: use zero or mean")
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode}-ablated " + ", ".join(f"L{layer}H{head}" for layer, head in self.heads)
+
+    @property
+    def first_layer(self) -> int:
+        return min(layer for layer, _ in self.heads)
+
+
+@torch.no_grad()
+def mean_z(model, ids, layers) -> dict[int, torch.Tensor]:
+    """Each head's output (hook_z) averaged over this text's positions in a clean run, (H, D) by layer."""
+    names = [f"blocks.{layer}.attn.hook_z" for layer in layers]
+    _, cache = run_with_cache(model, ids_tensor(model, ids), names, return_hidden=True)
+    return {layer: cache[f"blocks.{layer}.attn.hook_z"][0].mean(0) for layer in layers}
+
+
+def ablation_hooks(model, ids, ablation: Ablation) -> dict:
+    """`{hook name: fn}` that apply `ablation` (to every row of a batch)."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in ablation.heads:
+        by_layer.setdefault(layer, []).append(head)
+    means = mean_z(model, ids, list(by_layer)) if ablation.mode == "mean" else {}
+
+    def replace(layer: int, heads: list[int]):
+        def hook(z, _hook):  # (B, T, H, D)
+            z = z.clone()
+            z[:, :, heads] = means[layer][heads].to(z.dtype) if ablation.mode == "mean" else 0.0
+            return z
+
+        return hook
+
+    return {f"blocks.{layer}.attn.hook_z": replace(layer, heads) for layer, heads in by_layer.items()}
+
+
+def ablated_analysis(model, ids, ablation: Ablation) -> Analysis:
+    """The analysis of `ids` with `ablation` applied: scores, thumbnails and the residual stream of the
+    ablated run, so every downstream head's maps are recomputed under it."""
+    return analyze(model, ids, fwd_hooks=ablation_hooks(model, ids, ablation))
+
+
+@torch.no_grad()
+def ablation_sweep(model, analysis: Analysis, position: int, target: int, progress: Progress = None) -> torch.Tensor:
+    """(L, H): log p(target) at `position` with that head alone mean-ablated, minus the clean run's.
+    The heads of one layer run as one batch, from the cached stream entering that layer; only
+    positions 0..position matter (attention is causal)."""
+    ids = analysis.ids[: position + 1]
+    L, H = analysis.num_layers, analysis.num_heads
+    means = mean_z(model, ids, range(L))
+    clean = target_logprob(model, analysis.resid[-1, position][None, None], target)
+    effects = torch.zeros(L, H)
+    for layer in range(L):
+        x = analysis.resid[layer, : position + 1].to(embedding_weight(model)).expand(H, -1, -1)  # (H, T', C)
+
+        def one_head_each(z, _hook, layer=layer):  # row h of the batch ablates head h
+            z = z.clone()
+            heads = torch.arange(H)
+            z[heads, :, heads] = means[layer].to(z.dtype)[:, None, :]  # (H, T', D) ← (H, 1, D)
+            return z
+
+        with hooks(model, {f"blocks.{layer}.attn.hook_z": one_head_each}):
+            final = model.run_blocks(x, layer)[:, -1:]
+        effects[layer] = target_logprob(model, final, target) - clean
+        if progress:
+            progress((layer + 1) / L)
+    return effects

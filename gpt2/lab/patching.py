@@ -1,0 +1,133 @@
+"""Activation patching from a clean prompt into a corrupted one, per (layer, position) of the
+residual stream and per head (docs/lab.md, "Patching")."""
+
+from dataclasses import dataclass
+
+import torch
+
+from ..hooks import hooks, run_with_cache
+from ..precision import causal_bf16
+from .common import LabError, Progress, embedding_weight, ids_tensor
+
+
+@dataclass
+class Patching:
+    """Logit difference restored by patching clean activations into the corrupted run: 0 = no effect,
+    1 = the clean run's. `resid` (L, T): the stream entering each layer at one position; `heads` (L, H):
+    one head's output at every position."""
+
+    answer_clean: int
+    answer_corrupted: int
+    ld_clean: float
+    ld_corrupted: float
+    resid: torch.Tensor
+    heads: torch.Tensor
+
+
+class _Runs:
+    """The clean and corrupted runs' residual streams, head outputs, keys and values, for reruns that
+    start at any layer and position."""
+
+    def __init__(self, model, ids):
+        L = model.config.num_layers
+        names = [f"blocks.{layer}.hook_resid_pre" for layer in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
+        for part in ("z", "k", "v"):
+            names += [f"blocks.{layer}.attn.hook_{part}" for layer in range(L)]
+        _, cache = run_with_cache(model, ids_tensor(model, ids), names, return_hidden=True)
+        self.resid = torch.cat([cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(L)])  # (L, T, C)
+        self.final = cache[f"blocks.{L - 1}.hook_resid_post"]  # (1, T, C)
+        self.z = torch.cat([cache[f"blocks.{layer}.attn.hook_z"] for layer in range(L)])  # (L, T, H, D)
+        self.keys = torch.stack([cache[f"blocks.{layer}.attn.hook_k"][0].transpose(0, 1) for layer in range(L)])
+        self.values = torch.stack([cache[f"blocks.{layer}.attn.hook_v"][0].transpose(0, 1) for layer in range(L)])
+
+
+PATCH_BATCH = 32  # reruns batched together
+
+
+class _Rerun:
+    """Reruns of the corrupted run from a layer and position on. A change at position p leaves the
+    earlier positions alone, so their keys and values come from the corrupted run, in a KV cache
+    made once and refilled for each batch."""
+
+    def __init__(self, model, corrupted: _Runs):
+        self.model, self.corrupted = model, corrupted
+        batch = max(PATCH_BATCH, model.config.num_heads)
+        self.cache = model.new_kv_cache(batch, max_len=corrupted.resid.size(1))
+
+    def last_logits(self, x: torch.Tensor, layer: int, start: int, fns=None) -> torch.Tensor:
+        """Logits at the last position (B, V) for the batch `x` (B, T - start, C) of streams entering
+        `layer` at positions start..T-1."""
+        cache = self.cache.rows(x.size(0))
+        cache.keys[layer:, :, :, :start] = self.corrupted.keys[layer:, None, :, :start]
+        cache.values[layer:, :, :, :start] = self.corrupted.values[layer:, None, :, :start]
+        cache.length = start
+        with hooks(self.model, fns or {}):
+            final = self.model.run_blocks(x, layer, kv_cache=cache)
+        return self.model.unembed(final, only_last=True)[:, -1].float()
+
+
+def _batches(items: list, size: int = PATCH_BATCH):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@torch.no_grad()
+def patch(
+    model, clean_ids, corrupted_ids, answers: tuple[int, int] | None = None, progress: Progress = None
+) -> Patching:
+    """Activation patching from `clean_ids` into `corrupted_ids` (the same number of tokens), scored
+    by the logit difference between the two answers at the last position (default: each prompt's
+    top next token)."""
+    if len(clean_ids) != len(corrupted_ids):
+        raise LabError(
+            f"the prompts must have the same number of tokens: clean has {len(clean_ids)}, corrupted {len(corrupted_ids)}"
+        )
+    device = embedding_weight(model).device
+    with torch.autocast(device.type, torch.bfloat16, enabled=causal_bf16(model)):
+        clean, corrupted = _Runs(model, clean_ids), _Runs(model, corrupted_ids)
+        clean_logits = model.unembed(clean.final, only_last=True)[0, -1].float()
+        corrupted_logits = model.unembed(corrupted.final, only_last=True)[0, -1].float()
+        answer_clean, answer_corrupted = answers or (int(clean_logits.argmax()), int(corrupted_logits.argmax()))
+        if answer_clean == answer_corrupted:
+            raise LabError("both prompts predict the same next token, so there is no logit difference to restore")
+
+        def logit_diff(logits: torch.Tensor) -> torch.Tensor:
+            return logits[..., answer_clean] - logits[..., answer_corrupted]
+
+        ld_clean, ld_corrupted = float(logit_diff(clean_logits)), float(logit_diff(corrupted_logits))
+        if abs(ld_clean - ld_corrupted) < 1e-6:
+            raise LabError("the two prompts give the same logit difference: patching cannot restore anything")
+
+        def restored(logits: torch.Tensor) -> torch.Tensor:
+            return ((logit_diff(logits) - ld_corrupted) / (ld_clean - ld_corrupted)).cpu()
+
+        rerun = _Rerun(model, corrupted)
+        L, H = model.config.num_layers, model.config.num_heads
+        resid, heads = torch.zeros(L, len(clean_ids)), torch.zeros(L, H)
+        for layer in range(L):
+            # the stream entering `layer` at one position, clean into corrupted; where both runs hold the
+            # same stream there is nothing to patch and the score stays 0
+            differs = (clean.resid[layer] != corrupted.resid[layer]).any(-1).nonzero().flatten().tolist()
+            for positions in _batches(differs):
+                start = positions[0]
+                x = corrupted.resid[layer, start:].repeat(len(positions), 1, 1)  # (B, T - start, C)
+                for row, p in enumerate(positions):
+                    x[row, p - start] = clean.resid[layer, p]
+                resid[layer, positions] = restored(rerun.last_logits(x, layer, start))
+            # each head's output at every position, clean into corrupted: row h of the batch takes head h's
+            z_differs = (clean.z[layer] != corrupted.z[layer]).flatten(1).any(-1).nonzero().flatten()
+            if z_differs.numel():
+                start = int(z_differs[0])
+                clean_z = clean.z[layer, start:].transpose(0, 1)  # (H, T - start, D)
+
+                def clean_head_each(z, _hook, clean_z=clean_z):
+                    z = z.clone()
+                    z[torch.arange(H), :, torch.arange(H)] = clean_z.to(z.dtype)
+                    return z
+
+                x = corrupted.resid[layer, start:].expand(H, -1, -1)
+                fns = {f"blocks.{layer}.attn.hook_z": clean_head_each}
+                heads[layer] = restored(rerun.last_logits(x, layer, start, fns))
+            if progress:
+                progress((layer + 1) / L)
+    return Patching(answer_clean, answer_corrupted, ld_clean, ld_corrupted, resid, heads)
