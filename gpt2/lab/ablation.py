@@ -10,7 +10,6 @@ from ..analysis import Analysis, analyze
 from ..hooks import hooks, run_with_cache
 from .common import LabError, Progress, embedding_weight, ids_tensor, target_logprob
 
-
 HEAD_SPEC = re.compile(r"^L(\d+)(?:H(\d+))?$", re.IGNORECASE)
 
 
