@@ -1,7 +1,7 @@
 """GPT-2 Attention Explorer: `python app.py [--model DIR ...]` serves on 127.0.0.1:7860.
 
-This file is the Hugging Face Spaces entry point; the app itself is `gpt2.explorer` (widgets and
-wiring in `gpt2/explorer/ui.py`), also started by the `gpt2-explorer` command after `pip install .`.
+This file is the Hugging Face Spaces entry point; the app itself is `gpt2.explorer` (the page in
+`gpt2/explorer/layout.py`, the handlers by tab beside it), also started by the `gpt2-explorer` command after `pip install .`.
 """
 
 import sys

@@ -1,0 +1,38 @@
+"""The words and examples the app shows, and the names of its choices."""
+
+REPEATED_EXAMPLE = (
+    "sword crown honey winter tongue lamb night castle bread river. "
+    "sword crown honey winter tongue lamb night castle bread river."
+)
+EXAMPLES = [
+    [REPEATED_EXAMPLE],
+    ["ROMEO:\nBut soft, what light through yonder window breaks?"],
+    ["The quick brown fox jumps over the lazy dog because"],
+    ["First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\nFirst Citizen:\n"],
+]
+PATCH_EXAMPLE = (
+    "sword crown honey winter tongue lamb night castle. sword crown honey winter",
+    "sword crown honey winter tongue lamb night castle. sword crown honey river",
+)
+CLEAN, ABLATED = "clean", "ablated"
+ATTENTION_TAB = "attention"
+LAB_START = (
+    "Start with the Tutorial: it loads an example and finds the induction circuit in three clicks. "
+    "Or generate a text, then open a tool: each works on the text shown (Patching on its own two prompts)."
+)
+TUTORIAL = """**Find the induction circuit in three clicks.** The bundled model has one: layer 1 copies what
+followed an earlier occurrence of the current token, and it needs the previous-token head L0 H0 to
+know what followed what.
+
+1. **Load the example** (a sequence of ten words, repeated), then **Ablate layer 1**: the loss on the
+   repeat jumps from about 2 nats to about 8, as bad as guessing.
+2. **Ablate L0 H0**: the same jump. In the *Attention* tab, choose run *ablated* and head L1 H0: its
+   induction stripes are gone (compare run *clean*).
+3. **Ablate L4 H2**, a head with no part in this: nothing changes.
+
+Then ask which heads carry a prediction directly (*Attribution*) and what a change of one word moves
+(*Patching*)."""
+MEAN_OPTION, SINK_OPTION, LOG_OPTION = "mean of the layer", "hide the sink", "log colours"
+WAITING = "Generating… the maps appear when the text is complete."
+FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]

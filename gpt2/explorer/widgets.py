@@ -1,0 +1,116 @@
+"""The app's components in one typed object, and the helpers every tab's handlers share.
+
+`layout.build` makes the components and fills in `w`; handlers name their outputs as `w.heatmap`,
+`w.status_box`, … and return them by component (`{w.status_box: "…"}`). A visitor's mistake becomes
+one status line and a warning toast (`warn`), never a traceback.
+"""
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+from gradio.components.plot import PlotData
+
+from .. import plots
+from . import service
+
+try:  # ZeroGPU on Hugging Face Spaces; a no-op everywhere else
+    import spaces
+
+    on_gpu = spaces.GPU
+except ImportError:
+
+    def on_gpu(fn):
+        return fn
+
+
+class Widgets:
+    """Every component a handler reads or writes (filled in once, by `layout.build`)."""
+
+    session_state: gr.State
+    query_state: gr.State
+    ablation_state: gr.State
+    lab_shown: gr.State
+    bridge: gr.Textbox
+    model_box: gr.Dropdown
+    prompt: gr.Textbox
+    generate_btn: gr.Button
+    stop_btn: gr.Button
+    status_box: gr.Textbox
+    chips: gr.HighlightedText
+    colour_by_loss: gr.Checkbox
+    max_new_tokens: gr.Slider
+    temperature: gr.Slider
+    top_k: gr.Slider
+    top_p: gr.Slider
+    seed: gr.Number
+    fast_decode: gr.Checkbox
+    output: gr.Textbox
+    tabs: gr.Tabs
+    head_box: gr.Dropdown
+    options_box: gr.CheckboxGroup
+    run_box: gr.Radio
+    heatmap: gr.Plot
+    attn_chips: gr.HighlightedText
+    next_tokens: gr.Plot
+    export_btn: gr.Button
+    exports: gr.File
+    score_name: gr.Radio
+    grid: gr.Plot
+    scores_plot: gr.Plot
+    lab_status: gr.Textbox
+    load_example: gr.Button
+    step_layer1: gr.Button
+    step_prev: gr.Button
+    step_control: gr.Button
+    loss_btn: gr.Button
+    lab_loss: gr.Plot
+    lab_lens: gr.Plot
+    lab_position: gr.Number
+    lab_target: gr.Textbox
+    attr_btn: gr.Button
+    lab_direct: gr.Plot
+    lab_sweep: gr.Plot
+    lab_rest: gr.Plot
+    lab_rank: gr.Plot
+    lab_heads_box: gr.Textbox
+    lab_mode: gr.Radio
+    ablate_btn: gr.Button
+    lab_ablate_loss: gr.Plot
+    lab_ablate_bars: gr.Plot
+    patch_clean: gr.Textbox
+    patch_corrupted: gr.Textbox
+    patch_btn: gr.Button
+    lab_patch_resid: gr.Plot
+    lab_patch_heads: gr.Plot
+    lab_export_btn: gr.Button
+    lab_exports: gr.File
+
+    def fill(self, components: dict) -> None:
+        """Take each annotated component from `components` (a namespace of the layout)."""
+        for name in self.__annotations__:
+            setattr(self, name, components[name])
+
+
+w = Widgets()
+
+
+def plot(fig, **update) -> dict:
+    """A Plotly figure for gr.Plot, with its display config (see `plots.figure_json`)."""
+    return gr.update(value=PlotData(type="plotly", plot=plots.figure_json(fig)), **update)
+
+
+def empty_plot(message: str, height: int = 260) -> PlotData:
+    """A placeholder figure: no axes, one line of guidance."""
+    return PlotData(type="plotly", plot=plots.figure_json(plots.placeholder(message, height)))
+
+
+def warn(exc: Exception) -> str:
+    """A user error as a status line, also shown as a toast."""
+    gr.Warning(str(exc))
+    return f"⚠ {exc}"
+
+
+def export_folder() -> Path:
+    """A new folder for one export's files, inside the app's export directory."""
+    return Path(tempfile.mkdtemp(dir=service.EXPORT_DIR))
