@@ -7,10 +7,12 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from gpt2.explorer import ui
+from gpt2.explorer import service, ui
 from gpt2.explorer.models import BUNDLED_NAME, ModelStore
 from gpt2.explorer.session import EMPTY_SESSION, Session
 from gpt2.quantize import Int8Linear
+
+DEMO = ui.build_demo()  # the components the handlers answer with
 
 
 def generate(prompt, max_new_tokens=6, temperature=0):
@@ -165,11 +167,20 @@ def test_lab_errors_are_one_line(monkeypatch, call, message):
     assert status.startswith("⚠") and message in status and "\n" not in status
 
 
-def test_exports(monkeypatch):
+def test_exports_go_to_one_folder_per_session_that_goes_with_it():
     session = last_session(generate("<script>alert(1)</script> king", 3))
-    out = ui.export_attention(session, "0,1", [], None)
-    files = out[ui.exports]["value"]
-    assert [f.rsplit(".", 1)[1] for f in files] == ["npz", "html"] and out[ui.exports]["visible"] is True
+    visitor = gr.Request(session_hash="visitor-1")
+    out = ui.export_attention(session, "0,1", [], None, request=visitor)
+    files = [Path(f) for f in out[ui.exports]["value"]]
+    assert [f.suffix for f in files] == [".npz", ".html"] and out[ui.exports]["visible"] is True
+    folder = service.stores().exports.root / "visitor-1"
+    assert all(f.is_file() and folder in f.parents for f in files)
+    again = [Path(f) for f in ui.export_attention(session, "0,2", [], None, request=visitor)[ui.exports]["value"]]
+    assert not files[1].exists() and again[1].is_file()  # a new export replaces the last one's files
+    from gpt2.explorer.layout import drop_exports
+
+    drop_exports(visitor)
+    assert not folder.exists()
 
 
 def test_the_lab_exports_every_view_it_shows(monkeypatch):
@@ -199,8 +210,8 @@ def test_launch_bounds_the_sessions_gradio_keeps(monkeypatch):
     """Gradio keeps each session's last outputs until it holds `state_session_capacity` sessions;
     its default, 10,000, would let a busy Space grow by gigabytes."""
     seen = {}
-    monkeypatch.setattr(ui.demo, "launch", lambda **kwargs: seen.update(kwargs))
-    ui.launch()
+    monkeypatch.setattr(DEMO, "launch", lambda **kwargs: seen.update(kwargs))
+    ui.launch(DEMO)
     assert seen["state_session_capacity"] == ui.SESSIONS_KEPT <= 1000
 
 
@@ -212,10 +223,10 @@ def test_an_inaccurate_int8_is_not_used_and_the_status_says_so(monkeypatch):
     monkeypatch.setattr(precision, "WIDE_MODEL_MIN_WIDTH", 128)
     forward = Int8Linear.forward
     monkeypatch.setattr(Int8Linear, "forward", lambda self, x: -3 * forward(self, x))
-    monkeypatch.setattr(ui.service, "MODELS", ModelStore())
+    monkeypatch.setattr(service.stores(), "models", ModelStore())
     updates = list(ui.run_generation("ROMEO:\n", BUNDLED_NAME, 5, 0, 0, 1.0, 0, True))
     status = updates[-1][ui.status_box]
     assert "fast decoding: not used: this CPU's int8 was not accurate" in status, status
-    assert not any(isinstance(m, Int8Linear) for m in ui.service.MODELS.decoder(BUNDLED_NAME, True).modules())
+    assert not any(isinstance(m, Int8Linear) for m in service.models().decoder(BUNDLED_NAME, True).modules())
     float_ids = list(ui.run_generation("ROMEO:\n", BUNDLED_NAME, 5, 0, 0, 1.0, 0, False))[-2][ui.session_state].ids
     assert updates[-2][ui.session_state].ids == float_ids

@@ -13,9 +13,9 @@ import pytest
 import torch
 from conftest import HOSTILE_STRINGS
 
-from gpt2 import GPT2, plots
+from gpt2 import GPT2
 from gpt2.analysis import layer_maps
-from gpt2.explorer import export, lab_views, views
+from gpt2.explorer import export, figures, lab_views, views
 from gpt2.explorer.cache import AnalysisCache
 from gpt2.explorer.inputs import MAX_PROMPT_CHARS, MEAN, UserInputError, encode_prompt, sampling_settings
 from gpt2.explorer.models import BUNDLED_NAME, ModelStore, decoding_note
@@ -176,15 +176,31 @@ def test_cache_is_bounded_in_bytes_and_holds_sixteen_long_texts(model):
 # ---- views ---------------------------------------------------------------------------------------
 
 
+def texts_of(fig) -> list[str]:
+    """Every string a figure carries (labels, hover text, tick labels, titles)."""
+    found, stack = [], [fig.to_plotly_json()]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, np.ndarray)):
+            stack.extend(np.asarray(item, dtype=object).ravel().tolist())
+    return found
+
+
 def test_heatmap_labels_are_escaped_distinct_and_the_query_row_outlined(model, hostile):
-    fig, label = views.heatmap_view(model, hostile, 0, 1, query=3)
+    chart, label = views.heatmap_view(model, hostile, 0, 1, query=3)
+    fig = figures.draw(chart)
     heat = fig.data[0]
     labels = list(heat.x)
     assert len(set(labels)) == len(labels) == len(hostile.analysis.ids) and "L0 H1" in label
-    payload = plots.figure_json(fig)
-    for raw in ("<script", "<img", "<b>", "</textarea"):
-        assert raw not in payload
-    assert "&lt;" in payload and "query %{y} → key %{x}: %{z:.3f}" in heat.hovertemplate
+    # the hostile text's "<" tokens are in the labels, escaped (checking the JSON instead could not
+    # fail: Plotly's writer turns every raw "<" into \\u003c)
+    assert any("&lt;" in name for name in labels) and not any("<" in name for name in labels)
+    payload = figures.figure_json(fig)
+    assert "query %{y} → key %{x}: %{z:.3f}" in heat.hovertemplate
     z = np.array(heat.z, dtype=float)
     assert np.isnan(z[0, 1]) and not np.isnan(z[1, 0])  # the future is masked
     (row,) = fig.layout.shapes
@@ -193,18 +209,23 @@ def test_heatmap_labels_are_escaped_distinct_and_the_query_row_outlined(model, h
 
 
 def test_every_view_escapes_hostile_text(model, hostile):
-    figures = [
+    probs = views.next_token_probs(model, hostile, 3)
+    with_tokens = [
+        views.heatmap_view(model, hostile, 1, MEAN, hide_sink=True, log_scale=True)[0],
+        lab_views.loss_view(model, hostile).chart,
+        lab_views.lens_view(model, hostile).chart,
+    ]
+    without_tokens = [
         views.grid_view(hostile, (0, 0)),
         views.score_view(hostile, "induction", (0, 0)),
-        views.next_token_view(model, hostile, 3)[0],
-        views.heatmap_view(model, hostile, 1, MEAN, hide_sink=True, log_scale=True)[0],
-        lab_views.loss_view(model, hostile).figure,
-        lab_views.lens_view(model, hostile).figure,
-        *(view.figure for view in lab_views.attribution_view(model, hostile, 5, 10)),
+        views.next_token_view(probs, 3)[0],
+        *(view.chart for view in lab_views.attribution_view(model, hostile, 5, 10)),
     ]
-    for fig in figures:
-        payload = plots.figure_json(fig)
-        assert "<script" not in payload and "<img" not in payload and "<b>bold" not in payload
+    for chart in with_tokens + without_tokens:
+        texts = texts_of(figures.draw(chart))
+        assert not any("<script" in t or "<img" in t or "<b>bold" in t for t in texts), chart.kind
+    for chart in with_tokens:  # the text's "<" tokens, escaped
+        assert any("&lt;" in t for t in texts_of(figures.draw(chart))), chart.kind
 
 
 def test_options_mean_hide_sink_and_log(model, hostile):
@@ -213,7 +234,7 @@ def test_options_mean_hide_sink_and_log(model, hostile):
     assert np.array_equal(views.head_map(model, hostile, 1, 2), maps[2])
     no_sink = views.head_map(model, hostile, 1, 2, hide_sink=True)
     assert np.all(no_sink[1:, 0] == 0) and np.allclose(no_sink[1:].sum(-1), 1, atol=1e-6)
-    log_fig, _ = views.heatmap_view(model, hostile, 1, 2, log_scale=True)
+    log_fig = figures.draw(views.heatmap_view(model, hostile, 1, 2, log_scale=True)[0])
     assert log_fig.data[0].zmin == -4 and log_fig.data[0].customdata is not None
     with pytest.raises(UserInputError, match="layer"):
         views.heatmap_view(model, hostile, 7, 0)
@@ -233,30 +254,33 @@ def test_query_chips_show_what_the_query_sees_and_nothing_after(model, hostile):
 
 
 def test_next_token_bars_carry_their_values_on_an_axis_that_fits(model, hostile):
-    fig, _ = views.next_token_view(model, hostile, 3)
+    fig = figures.draw(views.next_token_view(views.next_token_probs(model, hostile, 3), 3)[0])
     bar = fig.data[0]
-    assert len(bar.x) == 10 and list(bar.text) == [plots.probability_text(p) for p in bar.x]
+    assert len(bar.x) == 10 and list(bar.text) == [figures.probability_text(p) for p in bar.x]
     assert bar.text[0] == f"{bar.x[0]:.1e}"  # a random model's tiny probabilities still read
     assert fig.layout.xaxis.range[1] == pytest.approx(max(bar.x) * 1.25)
 
 
 def test_long_inputs_are_pooled_under_a_megabyte(model, cache):
     entry = cache.get("tiny", model, list(range(1000, 2024)))  # 1,024 tokens
-    fig, label = views.heatmap_view(model, entry, 0, 0, query=1023)
-    assert "pooled in bins of 4" in label and len(fig.data[0].x) == plots.MAX_AXIS
+    chart, label = views.heatmap_view(model, entry, 0, 0, query=1023)
+    fig = figures.draw(chart)
+    assert "pooled in bins of 4" in label and len(fig.data[0].x) == figures.MAX_AXIS
     assert np.allclose(np.nansum(np.array(fig.data[0].z, dtype=float), -1), 1, atol=1e-4)
     assert fig.layout.shapes[0].y0 == 255 - 0.5
     lens = lab_views.lens_view(model, entry)
-    assert len(lens.figure.data[0].x) == plots.MAX_AXIS and len(lens.data["top_token"][0]) == 1024
-    for figure in (fig, views.grid_view(entry, (0, 0)), views.score_view(entry, "entropy", (0, 0)), lens.figure):
-        assert plots.figure_bytes(figure) < 1_000_000
+    lens_fig = figures.draw(lens.chart)
+    assert len(lens_fig.data[0].x) == figures.MAX_AXIS and len(lens.data["top_token"][0]) == 1024
+    for each in (chart, views.grid_view(entry, (0, 0)), views.score_view(entry, "entropy", (0, 0)), lens.chart):
+        assert figures.figure_bytes(figures.draw(each)) < 1_000_000
     assert views.heatmap_click_position(entry, 10) == 40
 
 
 def test_a_256_token_heatmap_is_exact(model, cache):
     entry = cache.get("tiny", model, list(range(500, 756)))
-    fig, label = views.heatmap_view(model, entry, 1, 3)
-    assert "pooled" not in label and plots.figure_bytes(fig) < 1_000_000
+    chart, label = views.heatmap_view(model, entry, 1, 3)
+    fig = figures.draw(chart)
+    assert "pooled" not in label and figures.figure_bytes(fig) < 1_000_000
     z = np.array(fig.data[0].z, dtype=float)
     assert np.allclose(np.nan_to_num(z), layer_maps(model, entry.analysis, 1)[3].numpy(), atol=1e-6)
 
@@ -311,9 +335,9 @@ def test_npz_holds_every_layer_in_float16_within_its_bound(tmp_path, model, host
 
 
 def test_html_exports_are_titled_and_inert(tmp_path, model, hostile):
-    fig, _ = views.heatmap_view(model, hostile, 0, 0)
+    chart, _ = views.heatmap_view(model, hostile, 0, 0)
     title = f"tiny · L0 H0 · “{export.text_start(hostile.tokens)}”"
-    page = export.save_html(fig, tmp_path / "a.html", title).read_text()
+    page = export.save_html(chart, tmp_path / "a.html", title).read_text()
     assert "<script>alert(1)</script>" not in page and "plotly" in page.lower()
     assert "<title>tiny · L0 H0 · “&lt;script&gt;alert(1)&lt;/script&gt;" in page
     files = export.save_view(tmp_path, "loss", lab_views.loss_view(model, hostile), title)

@@ -27,24 +27,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv=None, demo=None) -> int:
+    """Start the app (`demo`, else a new one) with the command line's models."""
     args = parse_args(argv)
     if args.host:
         os.environ["GRADIO_SERVER_NAME"] = args.host
     if args.port:
         os.environ["GRADIO_SERVER_PORT"] = str(args.port)
-    from .service import MODELS
+    from .service import models
     from .ui import launch
 
     directories = [d for d in os.environ.get(MODELS_ENV, "").split(os.pathsep) if d.strip()] + args.model
     for directory in directories:
         try:
-            name = MODELS.add_local(directory)
+            name = models().add_local(directory)
         except ModelLoadError as exc:
             print(f"error: --model {directory}: {exc}", file=sys.stderr)
             return 2
         print(f"serving {directory} as {name!r}", file=sys.stderr)
-    launch()
+    launch(demo)
     return 0
 
 

@@ -1,34 +1,26 @@
 """The app's named API endpoints (`/generate`, `/attention`, the lab's five): each checks its input,
-calls `gpt2.explorer`, and turns a user error into a one-line `gr.Error`."""
+computes the same numbers the page shows (no figure is drawn), and answers a user error with one
+line (see `errors.user_errors`)."""
 
-import logging
 from collections.abc import Iterator
 
-import gradio as gr
-
-from ..lab import Ablation, LabError, parse_heads
+from ..lab import Ablation, parse_heads
 from ..tokenizer import get_tokenizer
-from . import lab_views, views
-from .inputs import UserInputError, encode_prompt
+from . import lab_views, service, views
+from .errors import user_errors
+from .inputs import encode_prompt
 from .models import BUNDLED_NAME
-from .service import ANALYSES, MODELS, prepare, stream_text, throttled
-
-log = logging.getLogger(__name__)
-
-
-def user_error(exc: Exception) -> gr.Error:
-    """A caller's mistake as the one-line error the client receives, logged as one line (no
-    traceback: nothing went wrong in the server)."""
-    log.warning("API request refused: %s", exc)
-    return gr.Error(str(exc), print_exception=False)
+from .widgets import on_gpu
 
 
 def _api_entry(prompt: str, model: str):
-    loaded = MODELS.get(model)
+    loaded = service.models().get(model)
     ids = encode_prompt(prompt, loaded.config.block_size).ids
-    return loaded, ANALYSES.get(MODELS.resolve(model), loaded, ids)
+    return loaded, service.analyses().get(service.models().resolve(model), loaded, ids)
 
 
+@user_errors()
+@on_gpu
 def api_generate(
     prompt: str,
     model: str = BUNDLED_NAME,
@@ -42,90 +34,80 @@ def api_generate(
     """Generate a continuation: streams the prompt followed by the text so far; the last value is the
     whole result. `fast_decode` uses int8 weights for GPT-2-sized models (the text may differ slightly
     from float32's). A client that disconnects (or cancels) stops the generation and frees its worker."""
-    try:
-        settings, loaded, encoded = prepare(prompt, model, max_new_tokens, temperature, top_k, top_p, seed, fast_decode)
-    except UserInputError as exc:
-        raise user_error(exc) from None
+    settings, loaded, encoded = service.prepare(
+        prompt, model, max_new_tokens, temperature, top_k, top_p, seed, fast_decode
+    )
     tokenizer = get_tokenizer()
     kept = tokenizer.decode(encoded.ids)
     yield kept  # at once: a streaming client sees its request start
-    for ids in throttled(stream_text(loaded, encoded.ids, settings)):
+    for ids in service.throttled(service.stream_text(loaded, encoded.ids, settings)):
         yield kept + tokenizer.decode(ids[len(encoded.ids) :])
 
 
+@user_errors()
+@on_gpu
 def api_attention(prompt: str, model: str = BUNDLED_NAME, layer: int = 0, head: int = 0) -> dict:
     """One head's attention over the prompt: {"tokens": [...], "attention": [[...]]}, rows are queries."""
-    try:
-        loaded, entry = _api_entry(prompt, model)
-        return views.attention_json(loaded, entry, layer, head)
-    except UserInputError as exc:
-        raise user_error(exc) from None
+    loaded, entry = _api_entry(prompt, model)
+    return views.attention_json(loaded, entry, layer, head)
 
 
+@user_errors()
+@on_gpu
 def api_loss(prompt: str, model: str = BUNDLED_NAME) -> dict:
     """Per-token loss: {"tokens": [...], "loss": [...]}; loss[i] is the loss of token i + 1 given tokens 0..i."""
-    try:
-        loaded, entry = _api_entry(prompt, model)
-        data = lab_views.loss_view(loaded, entry).data
-        return {"tokens": data["tokens"], "loss": data["loss"]}
-    except UserInputError as exc:
-        raise user_error(exc) from None
+    loaded, entry = _api_entry(prompt, model)
+    data = lab_views.loss_view(loaded, entry).data
+    return {"tokens": data["tokens"], "loss": data["loss"]}
 
 
+@user_errors()
+@on_gpu
 def api_logit_lens(prompt: str, model: str = BUNDLED_NAME) -> dict:
     """The logit lens: {"tokens", "layers": ["embed", "L0", ...], "top_token": [[...]], "top_prob": [[...]]}, rows = layers."""
-    try:
-        loaded, entry = _api_entry(prompt, model)
-        return lab_views.lens_view(loaded, entry).data
-    except UserInputError as exc:
-        raise user_error(exc) from None
+    loaded, entry = _api_entry(prompt, model)
+    return lab_views.lens_view(loaded, entry).data
 
 
+@user_errors()
+@on_gpu
 def api_head_effects(prompt: str, model: str = BUNDLED_NAME, position: int = -1, target: str = "") -> dict:
     """{"position", "target", "direct": (L, H), "ablation": (L, H)}: each head's direct contribution to
     the target's logit, and the change in its log-probability when that head alone is mean-ablated."""
-    try:
-        loaded, entry = _api_entry(prompt, model)
-        position, target_id = lab_views.with_default_target(loaded, entry, position, target)
-        direct, _ = lab_views.attribution_view(loaded, entry, position, target_id)
-        sweep = lab_views.sweep_view(loaded, entry, position, target_id)
-        return {
-            "position": position,
-            "target": direct.data["target"],
-            "direct": direct.data["direct"],
-            "ablation": sweep.data["ablation"],
-        }
-    except UserInputError as exc:
-        raise user_error(exc) from None
+    loaded, entry = _api_entry(prompt, model)
+    position, target_id = lab_views.with_default_target(loaded, entry, position, target)
+    direct, _ = lab_views.attribution_view(loaded, entry, position, target_id)
+    sweep = lab_views.sweep_view(loaded, entry, position, target_id)
+    return {
+        "position": position,
+        "target": direct.data["target"],
+        "direct": direct.data["direct"],
+        "ablation": sweep.data["ablation"],
+    }
 
 
+@user_errors()
+@on_gpu
 def api_ablate(prompt: str, model: str = BUNDLED_NAME, heads: str = "L0H0", mode: str = "zero") -> dict:
     """{"tokens", "loss_before", "loss_after", "top_before", "top_after"}: per-token losses as in /loss
     and the top 10 [token, probability] at the last position, before and after ablating `heads`
     ("L0H0, L1H2", or "L1" for every head of layer 1) in `mode` ("zero" or "mean")."""
-    try:
-        loaded, entry = _api_entry(prompt, model)
-        config = loaded.config
-        try:
-            ablation = Ablation(parse_heads(heads, config.num_layers, config.num_heads), mode)
-        except LabError as exc:
-            raise UserInputError(str(exc)) from None
-        ablated = ANALYSES.get(MODELS.resolve(model), loaded, entry.analysis.ids, ablation)
-        position, target_id = lab_views.with_default_target(loaded, entry, -1, "")
-        loss_view, _, _ = lab_views.ablation_views(loaded, entry, ablated, ablation, position, target_id)
-        return {key: loss_view.data[key] for key in ("tokens", "loss_before", "loss_after", "top_before", "top_after")}
-    except UserInputError as exc:
-        raise user_error(exc) from None
+    loaded, entry = _api_entry(prompt, model)
+    config = loaded.config
+    ablation = Ablation(parse_heads(heads, config.num_layers, config.num_heads), mode)
+    ablated = service.analyses().get(service.models().resolve(model), loaded, entry.analysis.ids, ablation)
+    position, target_id = lab_views.with_default_target(loaded, entry, -1, "")
+    loss_view, _, _ = lab_views.ablation_views(loaded, entry, ablated, ablation, position, target_id)
+    return {key: loss_view.data[key] for key in ("tokens", "loss_before", "loss_after", "top_before", "top_after")}
 
 
+@user_errors()
+@on_gpu
 def api_patch(clean: str, corrupted: str, model: str = BUNDLED_NAME) -> dict:
     """{"answer_clean", "answer_corrupted", "resid": (L, T), "heads": (L, H)}: the logit difference
     restored by patching clean activations into the corrupted run, 0 (none) … 1 (the clean run's)."""
-    try:
-        loaded = MODELS.get(model)
-        clean_ids = encode_prompt(clean, loaded.config.block_size, what="the clean prompt").ids
-        corrupted_ids = encode_prompt(corrupted, loaded.config.block_size, what="the corrupted prompt").ids
-        resid_view, _, _ = lab_views.patch_views(loaded, clean_ids, corrupted_ids)
-        return {key: resid_view.data[key] for key in ("answer_clean", "answer_corrupted", "resid", "heads")}
-    except UserInputError as exc:
-        raise user_error(exc) from None
+    loaded = service.models().get(model)
+    clean_ids = encode_prompt(clean, loaded.config.block_size, what="the clean prompt").ids
+    corrupted_ids = encode_prompt(corrupted, loaded.config.block_size, what="the corrupted prompt").ids
+    resid_view, _, _ = lab_views.patch_views(loaded, clean_ids, corrupted_ids)
+    return {key: resid_view.data[key] for key in ("answer_clean", "answer_corrupted", "resid", "heads")}

@@ -1,26 +1,53 @@
 """Downloads: every map of a text (.npz), a figure as a standalone page (.html), a view's numbers
-(.json and .csv).
+(.json and .csv), each written into its visitor's own folder (`ExportFolders`).
 
 The .npz is written one layer at a time, so no more than one layer's maps are ever in memory; each
 layer's maps are stored as float16, whose rounding moves an attention probability (a number in
 [0, 1]) by at most 2^-11 ≈ 4.9e-4.
 """
 
+import atexit
 import csv
 import html
 import json
+import re
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import plotly.io as pio
 
-from .. import plots
 from ..analysis import layer_maps
+from . import figures
 from .cache import Entry
 
 FLOAT16_ERROR = 2.0**-11  # the largest change float16 storage makes to a number in [0, 1]
+
+
+class ExportFolders:
+    """One temporary folder per visitor's session, a subfolder per kind of export (a new export of a
+    kind replaces the last one's files); a session's folder goes when the session ends (`drop`), and
+    all of them when the process exits."""
+
+    def __init__(self):
+        self.root = Path(tempfile.mkdtemp(prefix="gpt2-explorer-"))
+        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+
+    def _session(self, session_hash) -> Path:
+        name = re.sub(r"[^A-Za-z0-9_-]", "", str(session_hash or ""))[:64] or "local"
+        return self.root / name
+
+    def fresh(self, session_hash, kind: str) -> Path:
+        """An empty folder for one export of `kind` ("attention", "lab") by this session."""
+        folder = self._session(session_hash) / kind
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        return folder
+
+    def drop(self, session_hash) -> None:
+        shutil.rmtree(self._session(session_hash), ignore_errors=True)
 
 
 def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
@@ -48,21 +75,21 @@ def text_start(tokens: list[str], chars: int = 40) -> str:
     return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
-def save_html(fig: go.Figure, path: Path, title: str) -> Path:
-    """A standalone page (plotly.js inlined, so it opens offline), titled with `title` in the page
-    and above the figure; every piece of text escaped."""
-    page = pio.to_html(plots.with_title(fig, title), include_plotlyjs=True, full_html=True)
+def save_html(chart, path: Path, title: str) -> Path:
+    """A chart as a standalone page (plotly.js inlined, so it opens offline), titled with `title` in
+    the page and above the figure; every piece of text escaped."""
+    page = pio.to_html(figures.with_title(figures.draw(chart), title), include_plotlyjs=True, full_html=True)
     page = page.replace("<head>", f"<head><title>{html.escape(title)}</title>", 1)
     path.write_text(page, encoding="utf-8")
     return path
 
 
 def save_view(folder: Path, name: str, view, title: str) -> list[Path]:
-    """A lab view's numbers as .json and .csv, and its figure as .html."""
+    """A lab view's numbers as .json and .csv, and its chart as .html."""
     json_path, csv_path = folder / f"{name}.json", folder / f"{name}.csv"
     json_path.write_text(
         json.dumps({"title": title, **view.data}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
     )
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(view.table)
-    return [json_path, csv_path, save_html(view.figure, folder / f"{name}.html", title)]
+    return [json_path, csv_path, save_html(view.chart, folder / f"{name}.html", title)]

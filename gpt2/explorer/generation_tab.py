@@ -6,11 +6,11 @@ import gradio as gr
 from ..tokenizer import get_tokenizer
 from . import service, views
 from .attention_tab import query_position, session_entry
-from .inputs import UserInputError
+from .errors import USER_ERRORS, user_errors, warn
 from .models import decoding_note
 from .session import EMPTY_SESSION, Session
 from .texts import CLEAN, WAITING
-from .widgets import empty_plot, on_gpu, w, warn
+from .widgets import empty_plot, on_gpu, w
 
 
 def shown_text(session: Session, block_size: int) -> str:
@@ -28,18 +28,15 @@ def _idle(status: str) -> dict:
     }
 
 
+@user_errors("status_box")
 @on_gpu
 def run_generation(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode):
     """Stream the text, its token chips, the session and the status as tokens arrive."""
-    try:
-        settings, model, encoded = service.prepare(
-            prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode
-        )
-    except UserInputError as exc:
-        yield _idle(warn(exc))
-        return
+    settings, model, encoded = service.prepare(
+        prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode
+    )
     block = model.config.block_size
-    session = Session(service.MODELS.resolve(model_name), tuple(encoded.ids), len(encoded.ids), encoded.cut)
+    session = Session(service.models().resolve(model_name), tuple(encoded.ids), len(encoded.ids), encoded.cut)
     note = (encoded.note + " ") if encoded.note else ""
     decoding = decoding_note(model, fast_decode)
     decoding = f" ({decoding})" if decoding else ""
@@ -73,8 +70,8 @@ def switch_model(model_name, session: Session, progress=gr.Progress(track_tqdm=T
     and stay on the current one."""
     current = (session or EMPTY_SESSION).model
     try:
-        service.MODELS.get(model_name)
-    except UserInputError as exc:
+        service.models().get(model_name)
+    except USER_ERRORS as exc:
         return {w.model_box: current, w.status_box: warn(f"{exc}. Staying on {current}")}
     return {w.model_box: model_name, w.status_box: f"Loaded {model_name}. Press Generate to use it."}
 
@@ -115,14 +112,13 @@ def clear_text_views(shown) -> dict:
     }
 
 
+@user_errors("status_box")
+@on_gpu
 def loss_chips(session, colour_by_loss, query):
     """The token chips, plain or coloured by each token's loss."""
     if not session or not session.ids:
         return {}
-    try:
-        model, entry, window = session_entry(session)
-        if not colour_by_loss:
-            return {w.chips: gr.update(value=views.token_chips(window, query_position(entry, query)), show_legend=True)}
-        return {w.chips: gr.update(value=views.loss_chips(model, entry, window), show_legend=False)}
-    except UserInputError as exc:
-        return {w.status_box: warn(exc)}
+    model, entry, window = session_entry(session)
+    if not colour_by_loss:
+        return {w.chips: gr.update(value=views.token_chips(window, query_position(entry, query)), show_legend=True)}
+    return {w.chips: gr.update(value=views.loss_chips(model, entry, window), show_legend=False)}

@@ -3,13 +3,16 @@ tutorial's steps, and the export of every view on screen."""
 
 import gradio as gr
 
-from ..lab import Ablation, LabError, parse_heads
+from ..lab import Ablation, parse_heads
 from ..tokenizer import get_tokenizer
 from . import export, lab_views, service
 from .attention_tab import session_entry
+from .errors import user_errors
 from .inputs import UserInputError, encode_prompt
 from .session import EMPTY_SESSION
-from .widgets import export_folder, on_gpu, plot, w, warn
+from .widgets import on_gpu, plot, w
+
+LAB_ERRORS = "lab_status"  # where the lab's user errors are said
 
 
 def _lab_entry(session):
@@ -22,38 +25,38 @@ def _shown(shown: dict | None, **views_by_file) -> dict:
     return {**(shown or {}), **views_by_file}
 
 
+def _plot(view: lab_views.View) -> dict:
+    return plot(view.chart, label=view.label)
+
+
+@user_errors(LAB_ERRORS)
 @on_gpu
 def lab_loss_and_lens(session, shown=None):
-    try:
-        model, entry = _lab_entry(session)
-        loss_view, lens_view = lab_views.loss_view(model, entry), lab_views.lens_view(model, entry)
-    except UserInputError as exc:
-        return {w.lab_status: warn(exc)}
+    model, entry = _lab_entry(session)
+    loss_view, lens_view = lab_views.loss_view(model, entry), lab_views.lens_view(model, entry)
     return {
-        w.lab_loss: plot(loss_view.figure, label=loss_view.label),
-        w.lab_lens: plot(lens_view.figure, label=lens_view.label),
+        w.lab_loss: _plot(loss_view),
+        w.lab_lens: _plot(lens_view),
         w.lab_status: "Loss and logit lens of the current text.",
         w.lab_shown: _shown(shown, loss=loss_view, **{"logit-lens": lens_view}),
     }
 
 
+@user_errors(LAB_ERRORS)
 @on_gpu
 def lab_attribute(session, position, target, shown=None, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
-    try:
-        model, entry = _lab_entry(session)
-        position, target_id = lab_views.with_default_target(model, entry, position, target)
-        heads_view, rest_view = lab_views.attribution_view(model, entry, position, target_id)
-        rank = lab_views.rank_view(model, entry, position, target_id)
-        sweep = lab_views.sweep_view(
-            model, entry, position, target_id, progress=lambda f: progress(f, desc="ablating each head")
-        )
-    except UserInputError as exc:
-        return {w.lab_status: warn(exc)}
+    model, entry = _lab_entry(session)
+    position, target_id = lab_views.with_default_target(model, entry, position, target)
+    heads_view, rest_view = lab_views.attribution_view(model, entry, position, target_id)
+    rank = lab_views.rank_view(model, entry, position, target_id)
+    sweep = lab_views.sweep_view(
+        model, entry, position, target_id, progress=lambda f: progress(f, desc="ablating each head")
+    )
     return {
-        w.lab_direct: plot(heads_view.figure, label=heads_view.label),
-        w.lab_rest: plot(rest_view.figure, label=rest_view.label),
-        w.lab_sweep: plot(sweep.figure, label=sweep.label),
-        w.lab_rank: plot(rank.figure, label=rank.label),
+        w.lab_direct: _plot(heads_view),
+        w.lab_rest: _plot(rest_view),
+        w.lab_sweep: _plot(sweep),
+        w.lab_rank: _plot(rank),
         w.lab_shown: _shown(
             shown,
             attribution=heads_view,
@@ -63,26 +66,21 @@ def lab_attribute(session, position, target, shown=None, progress=gr.Progress())
     }
 
 
+@user_errors(LAB_ERRORS)
 @on_gpu
 def lab_ablate(session, heads_text, mode, position, target, shown=None):
     """Ablate the named heads: before/after, and the ablated run for the Attention tab."""
-    try:
-        model, entry = _lab_entry(session)
-        config = model.config
-        try:
-            ablation = Ablation(parse_heads(heads_text, config.num_layers, config.num_heads), mode)
-        except LabError as exc:
-            raise UserInputError(str(exc)) from None
-        window = session.window(config.block_size)
-        ablated = service.ANALYSES.get(session.model, model, window.ids, ablation)
-        position, target_id = lab_views.with_default_target(model, entry, position, target)
-        loss_view, bars_view, summary = lab_views.ablation_views(model, entry, ablated, ablation, position, target_id)
-    except UserInputError as exc:
-        return {w.lab_status: warn(exc)}
+    model, entry = _lab_entry(session)
+    config = model.config
+    ablation = Ablation(parse_heads(heads_text, config.num_layers, config.num_heads), mode)
+    window = session.window(config.block_size)
+    ablated = service.analyses().get(session.model, model, window.ids, ablation)
+    position, target_id = lab_views.with_default_target(model, entry, position, target)
+    loss_view, bars_view, summary = lab_views.ablation_views(model, entry, ablated, ablation, position, target_id)
     return {
         w.ablation_state: ablation,
-        w.lab_ablate_loss: plot(loss_view.figure, label=loss_view.label),
-        w.lab_ablate_bars: plot(bars_view.figure, label=bars_view.label),
+        w.lab_ablate_loss: _plot(loss_view),
+        w.lab_ablate_bars: _plot(bars_view),
         w.lab_shown: _shown(shown, **{"ablation-loss": loss_view, "ablation-next-token": bars_view}),
         w.lab_status: summary,
         w.run_box: gr.update(visible=True, label=f"Run: clean, or {ablation.label}"),
@@ -93,31 +91,30 @@ def tutorial_step(heads_text, mode="zero"):
     return {w.lab_heads_box: heads_text, w.lab_mode: mode}
 
 
+@user_errors(LAB_ERRORS)
 @on_gpu
 def lab_patch(clean_text, corrupted_text, session, shown=None, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
-    try:
-        model_name = (session or EMPTY_SESSION).model
-        model = service.MODELS.get(model_name)
-        clean = encode_prompt(clean_text, model.config.block_size, what="the clean prompt").ids
-        corrupted = encode_prompt(corrupted_text, model.config.block_size, what="the corrupted prompt").ids
-        resid_view, heads_view, summary = lab_views.patch_views(
-            model, clean, corrupted, progress=lambda f: progress(f, desc="patching")
-        )
-    except UserInputError as exc:
-        return {w.lab_status: warn(exc)}
+    model_name = (session or EMPTY_SESSION).model
+    model = service.models().get(model_name)
+    clean = encode_prompt(clean_text, model.config.block_size, what="the clean prompt").ids
+    corrupted = encode_prompt(corrupted_text, model.config.block_size, what="the corrupted prompt").ids
+    resid_view, heads_view, summary = lab_views.patch_views(
+        model, clean, corrupted, progress=lambda f: progress(f, desc="patching")
+    )
     return {
-        w.lab_patch_resid: plot(resid_view.figure, label=resid_view.label),
-        w.lab_patch_heads: plot(heads_view.figure, label=heads_view.label),
+        w.lab_patch_resid: _plot(resid_view),
+        w.lab_patch_heads: _plot(heads_view),
         w.lab_shown: _shown(shown, **{"patching-residual": resid_view, "patching-heads": heads_view}),
         w.lab_status: summary,
     }
 
 
-def export_lab(session, shown):
+@user_errors(LAB_ERRORS)
+def export_lab(session, shown, request: gr.Request | None = None):
     """Every lab view on screen, as it is shown (.json, .csv, .html each); nothing is recomputed."""
     if not shown:
-        return {w.lab_status: warn(UserInputError("run a Lab tool first: Export saves the views it shows"))}
-    folder = export_folder()
+        raise UserInputError("run a Lab tool first: Export saves the views it shows")
+    folder = service.stores().exports.fresh(request and request.session_hash, "lab")
     session = session or EMPTY_SESSION
     start = export.text_start([get_tokenizer().decode(session.ids)])
     files = []

@@ -1,16 +1,17 @@
 """The lab's views: per-token loss, the logit lens, direct attribution with the ablation sweep beside
-it, ablation before/after, and activation patching. Each returns `View`s (a figure with the numbers
-behind it, for the screen, the API and the exports); the quantities come from `gpt2.lab`.
+it, ablation before/after, and activation patching. Each returns `View`s: the numbers (for the API
+and the exports) and a `Chart` of them that `gpt2.explorer.figures` draws for the screen and the
+exported pages; the quantities come from `gpt2.lab` (defined in docs/lab.md).
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
-import plotly.graph_objects as go
 
-from .. import lab, plots
+from .. import lab
 from ..tokenizer import get_tokenizer
 from .cache import Entry
+from .chart import MAX_AXIS, Chart
 from .inputs import UserInputError, as_int, clean_text
 from .views import next_token_probs, next_token_view
 
@@ -19,9 +20,10 @@ TOP_K = 10
 
 @dataclass
 class View:
-    """A figure and the numbers it shows: `data` for JSON, `table` (header row first) for CSV."""
+    """The numbers a view shows (`data` for JSON, `table` with its header row first for CSV) and the
+    chart that draws them."""
 
-    figure: go.Figure
+    chart: Chart
     label: str
     data: dict
     table: list[list] = field(default_factory=list)
@@ -40,6 +42,12 @@ def _grid_table(values: np.ndarray, row_name: str = "layer") -> list[list]:
     return [[row_name, *(f"H{h}" for h in range(values.shape[1]))]] + [
         [f"L{layer}", *(round(float(v), 6) for v in row)] for layer, row in enumerate(values)
     ]
+
+
+def _head_map(values: np.ndarray, title: str, number: str) -> Chart:
+    """A diverging layers × heads map of `values` (L, H), each cell labelled with `number`."""
+    text = [[number.format(v) for v in row] for row in values]
+    return Chart("layer_head_map", dict(values=values, title=title, text=text, diverging=True))
 
 
 # ---- where and what ------------------------------------------------------------------------------
@@ -77,8 +85,15 @@ def with_default_target(model, entry: Entry, position, target) -> tuple[int, int
 
 def loss_view(model, entry: Entry) -> View:
     loss, entropy = (t.numpy() for t in lab.token_losses(model, entry.analysis))
-    names = [plots.token_label(tok, i + 1) for i, tok in enumerate(entry.tokens[1:])]
-    fig = plots.token_line(names, {"loss": loss}, "loss of the next token (nats)", {"entropy": entropy[:-1]})
+    fig = Chart(
+        "token_line",
+        dict(
+            tokens=entry.tokens[1:],
+            series={"loss": loss},
+            y_title="loss of the next token (nats)",
+            extra_hover={"entropy": entropy[:-1]},
+        ),
+    )
     mean = float(loss.mean()) if len(loss) else 0.0
     label = f"Per-token loss: each token's loss given the ones before it (mean {mean:.2f} nats); hover for the entropy"
     data = {"tokens": entry.tokens, "loss": loss.tolist(), "entropy": entropy.tolist()}
@@ -91,15 +106,21 @@ def loss_view(model, entry: Entry) -> View:
 # ---- logit lens ----------------------------------------------------------------------------------
 
 
-def lens_view(model, entry: Entry, max_positions: int = plots.MAX_AXIS) -> View:
+def lens_view(model, entry: Entry, max_positions: int = MAX_AXIS) -> View:
     """The logit lens over the last `max_positions` positions (all of them in `data`)."""
     lens = lab.logit_lens(model, entry.analysis)
     tokenizer = get_tokenizer()
     top_tokens = [[[tokenizer.token_text(i) for i in row] for row in layer] for layer in lens.top_ids.tolist()]
     layers = _layer_names(entry.analysis.num_layers)
     start = max(0, len(entry.tokens) - max_positions)
-    fig = plots.lens_map(
-        lens.top_probs[:, start:].numpy(), [layer[start:] for layer in top_tokens], entry.tokens[start:], layers
+    fig = Chart(
+        "lens_map",
+        dict(
+            top_probs=lens.top_probs[:, start:].numpy(),
+            top_tokens=[layer[start:] for layer in top_tokens],
+            tokens=entry.tokens[start:],
+            layer_names=layers,
+        ),
     )
     label = (
         "Logit lens: the top next token read from the residual stream after each layer (last row = the model's output)"
@@ -122,7 +143,7 @@ def lens_view(model, entry: Entry, max_positions: int = plots.MAX_AXIS) -> View:
 def rank_view(model, entry: Entry, position: int, target: int) -> View:
     ranks = lab.lens_ranks(model, entry.analysis, position, target).numpy()
     layers = _layer_names(entry.analysis.num_layers)
-    fig = plots.line_series(layers, ranks, "rank (0 = top)")
+    fig = Chart("line_series", dict(x=layers, values=ranks, y_title="rank (0 = top)"))
     label = f"Rank of {_token(target)!r} at position {position}, layer by layer"
     return View(
         fig,
@@ -140,7 +161,7 @@ def attribution_view(model, entry: Entry, position: int, target: int) -> tuple[V
     att = lab.direct_attribution(model, entry.analysis.ids, position, target)
     heads = att.heads.numpy()
     where = f"{_token(target)!r} at position {position}"
-    heads_fig = plots.layer_head_map(heads, "direct", [[f"{v:+.2f}" for v in row] for row in heads], diverging=True)
+    heads_fig = _head_map(heads, "direct", "{:+.2f}")
     L = heads.shape[0]
     labels = [
         "embed",
@@ -149,7 +170,7 @@ def attribution_view(model, entry: Entry, position: int, target: int) -> tuple[V
         "LN bias",
     ]
     values = np.array([att.embed, *att.mlps.tolist(), *att.attn_biases.tolist(), att.constant])
-    rest_fig = plots.bar_series(labels, values, "direct contribution")
+    rest_fig = Chart("bar_series", dict(labels=labels, values=values, title="direct contribution"))
     data = {
         "position": position,
         "target": _token(target),
@@ -178,7 +199,7 @@ def attribution_view(model, entry: Entry, position: int, target: int) -> tuple[V
 
 def sweep_view(model, entry: Entry, position: int, target: int, progress=None) -> View:
     effects = lab.ablation_sweep(model, entry.analysis, position, target, progress).numpy()
-    fig = plots.layer_head_map(effects, "Δ log p", [[f"{v:+.2f}" for v in row] for row in effects], diverging=True)
+    fig = _head_map(effects, "Δ log p", "{:+.2f}")
     label = f"Each head alone mean-ablated: change in log p({_token(target)!r}) at position {position}"
     return View(
         fig, label, {"position": position, "target": _token(target), "ablation": effects.tolist()}, _grid_table(effects)
@@ -200,13 +221,13 @@ def ablation_views(
     """(loss before/after, next-token bars before/after, a one-line summary of the target's log p)."""
     loss_before = lab.token_losses(model, clean.analysis)[0].numpy()
     loss_after = lab.token_losses(model, ablated.analysis)[0].numpy()
-    names = [plots.token_label(tok, i + 1) for i, tok in enumerate(clean.tokens[1:])]
-    loss_fig = plots.token_line(
-        names, {"clean": loss_before, ablation.label: loss_after}, "loss of the next token (nats)"
+    series = {"clean": loss_before, ablation.label: loss_after}
+    loss_chart = Chart(
+        "token_line", dict(tokens=clean.tokens[1:], series=series, y_title="loss of the next token (nats)")
     )
     before = next_token_probs(model, clean, position)
     after = next_token_probs(model, ablated, position)
-    bars, _ = next_token_view(model, clean, position, compare=ablated, names=("clean", "ablated"))
+    bars, _ = next_token_view(before, position, TOP_K, compare=after, names=("clean", "ablated"))
     lp_before, lp_after = float(before[target].log()), float(after[target].log())
     summary = (
         f"{ablation.label}: log p({_token(target)!r}) at position {position} went from {lp_before:.2f} to "
@@ -223,7 +244,7 @@ def ablation_views(
         [i + 1, clean.tokens[i + 1], round(float(a), 6), round(float(b), 6)]
         for i, (a, b) in enumerate(zip(loss_before, loss_after, strict=True))
     ]
-    loss_view = View(loss_fig, f"Per-token loss, clean and {ablation.label}", data, table)
+    loss_view = View(loss_chart, f"Per-token loss, clean and {ablation.label}", data, table)
     top_ids = before.topk(TOP_K).indices.tolist()
     bar_table = [["token", "p_clean", "p_ablated"]] + [[_token(i), float(before[i]), float(after[i])] for i in top_ids]
     bars_view = View(bars, f"Next token after position {position}: clean and {ablation.label}", data, bar_table)
@@ -234,10 +255,7 @@ def ablation_views(
 
 
 def patch_views(model, clean_ids: list[int], corrupted_ids: list[int], progress=None) -> tuple[View, View, str]:
-    try:
-        result = lab.patch(model, clean_ids, corrupted_ids, progress=progress)
-    except lab.LabError as exc:
-        raise UserInputError(str(exc)) from None
+    result = lab.patch(model, clean_ids, corrupted_ids, progress=progress)
     tokenizer = get_tokenizer()
     tokens = [tokenizer.token_text(i) for i in corrupted_ids]
     answer_clean, answer_corrupted = _token(result.answer_clean), _token(result.answer_corrupted)
@@ -249,10 +267,8 @@ def patch_views(model, clean_ids: list[int], corrupted_ids: list[int], progress=
         "logit_diff_clean": result.ld_clean,
         "logit_diff_corrupted": result.ld_corrupted,
     }
-    resid_fig = plots.layer_position_map(result.resid.numpy(), tokens, "restored")
-    heads_fig = plots.layer_head_map(
-        result.heads.numpy(), "restored", [[f"{v:.2f}" for v in row] for row in result.heads.numpy()], diverging=True
-    )
+    resid_fig = Chart("layer_position_map", dict(values=result.resid.numpy(), tokens=tokens, title="restored"))
+    heads_fig = _head_map(result.heads.numpy(), "restored", "{:.2f}")
     resid_table = [["layer", *(f"{i}:{t}" for i, t in enumerate(tokens))]] + [
         [f"L{layer}", *(round(float(v), 6) for v in row)] for layer, row in enumerate(result.resid.numpy())
     ]

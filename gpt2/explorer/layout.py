@@ -51,7 +51,7 @@ def build(demo: gr.Blocks) -> None:
     with gr.Row(equal_height=False, elem_id="main"):
         with gr.Column(scale=2, min_width=340, elem_id="left"):
             with gr.Column(elem_id="core"):
-                model_box = gr.Dropdown(service.MODELS.choices(), value=BUNDLED_NAME, label="Model", elem_id="model")
+                model_box = gr.Dropdown(service.models().choices(), value=BUNDLED_NAME, label="Model", elem_id="model")
                 prompt = gr.Textbox(
                     label="Prompt (Ctrl/Cmd+Enter generates)",
                     lines=3,
@@ -294,7 +294,7 @@ def build(demo: gr.Blocks) -> None:
     )
     colour_by_loss.input(loss_chips, [session_state, colour_by_loss, query_state], [chips, status_box], **private)
 
-    heavy = dict(concurrency_id="lab", concurrency_limit=2, **private)
+    heavy = dict(concurrency_id="lab", concurrency_limit=2, **private)  # the lab's tools share 2 workers
     loss_btn.click(lab_loss_and_lens, [session_state, lab_shown], [lab_loss, lab_lens, lab_status, lab_shown], **heavy)
     attr_btn.click(
         lab_attribute,
@@ -324,13 +324,20 @@ def build(demo: gr.Blocks) -> None:
     lab_export_btn.click(export_lab, [session_state, lab_shown], [lab_exports, lab_status], **private)
 
     demo.load(
-        lambda: gr.update(choices=service.MODELS.choices()), outputs=model_box, **private
+        lambda: gr.update(choices=service.models().choices()), outputs=model_box, **private
     )  # with --model checkpoints
+
+    demo.unload(drop_exports)  # a session's downloads go with it
 
     gr.api(api.api_generate, api_name="generate")
     gr.api(api.api_attention, api_name="attention")
-    gr.api(api.api_loss, api_name="loss")
-    gr.api(api.api_logit_lens, api_name="logit_lens")
-    gr.api(api.api_head_effects, api_name="head_effects")
-    gr.api(api.api_ablate, api_name="ablate")
-    gr.api(api.api_patch, api_name="patch")
+    lab_group = dict(concurrency_id=heavy["concurrency_id"], concurrency_limit=heavy["concurrency_limit"])
+    gr.api(api.api_loss, api_name="loss", **lab_group)
+    gr.api(api.api_logit_lens, api_name="logit_lens", **lab_group)
+    gr.api(api.api_head_effects, api_name="head_effects", **lab_group)
+    gr.api(api.api_ablate, api_name="ablate", **lab_group)
+    gr.api(api.api_patch, api_name="patch", **lab_group)
+
+
+def drop_exports(request: gr.Request):
+    service.stores().exports.drop(request.session_hash)

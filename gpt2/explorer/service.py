@@ -1,21 +1,49 @@
-"""The app's process-wide state and what both the UI and the API do with it: the model store, the
-analysis cache, the export folder, and streaming a generation."""
+"""The app's process-wide state and what both the UI and the API do with it: the stores (models,
+analyses, export folders), made once when the app is built (or a handler first needs them), never
+at import; and streaming a generation."""
 
 import os
-import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 
 from ..generate import stream_tokens
 from .cache import AnalysisCache, release_freed_memory
+from .export import ExportFolders
 from .inputs import encode_prompt, sampling_settings
 from .models import ModelStore
 
-MODELS = ModelStore()
-ANALYSES = AnalysisCache(budget_bytes=int(os.environ.get("EXPLORER_CACHE_BYTES", 1 << 30)))
-EXPORT_DIR = Path(tempfile.mkdtemp(prefix="gpt2-explorer-"))
 STREAM_INTERVAL_S = 0.04  # the browser re-renders every chip per update: batch tokens that come faster
+
+
+@dataclass
+class Stores:
+    models: ModelStore  # loaded models and their int8 copies, shared by every visitor
+    analyses: AnalysisCache  # one pass per (model, text, ablation), bounded in bytes
+    exports: ExportFolders  # one download folder per visitor's session
+
+
+_stores: Stores | None = None
+_stores_lock = threading.Lock()
+
+
+def stores() -> Stores:
+    """The process's stores, made on first use (EXPLORER_CACHE_BYTES bounds the analyses, 1 GiB by default)."""
+    global _stores
+    with _stores_lock:
+        if _stores is None:
+            budget = int(os.environ.get("EXPLORER_CACHE_BYTES", 1 << 30))
+            _stores = Stores(ModelStore(), AnalysisCache(budget_bytes=budget), ExportFolders())
+        return _stores
+
+
+def models() -> ModelStore:
+    return stores().models
+
+
+def analyses() -> AnalysisCache:
+    return stores().analyses
 
 
 def throttled(stream):
@@ -45,5 +73,5 @@ def stream_text(model, prompt_ids: list[int], settings) -> Iterator[list[int]]:
 def prepare(prompt, model_name, max_new_tokens, temperature, top_k, top_p, seed, fast_decode):
     """(checked settings, the model to decode with, the prompt's kept tokens)."""
     settings = sampling_settings(max_new_tokens, temperature, top_k, top_p, seed)
-    model = MODELS.decoder(model_name, fast_decode)
+    model = models().decoder(model_name, fast_decode)
     return settings, model, encode_prompt(prompt, model.config.block_size)

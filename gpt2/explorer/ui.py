@@ -1,10 +1,12 @@
-"""The Gradio app: `demo` is built at import from `layout.build`; `launch` serves it.
+"""The Gradio app: `build_demo()` makes it (nothing happens at import); `launch` serves it.
 
 The handlers live by tab (`generation_tab`, `attention_tab`, `lab_tab`), the components in
-`widgets.w`, the words in `texts`, the page's style and script in `assets/`. This module also
-exposes them under one name (`ui.run_generation`, `ui.heatmap`, …) for tests and scripts.
+`widgets.w`, the words in `texts`, the page's stylesheet and script in the top-level `assets/`
+(shipped inside the package by `pip install .`). This module also exposes them under one name
+(`ui.run_generation`, and `ui.heatmap` once the app is built) for tests and scripts.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -27,19 +29,12 @@ from .texts import (
     REPEATED_EXAMPLE,
     SINK_OPTION,
 )
-from .widgets import w
+from .widgets import CLICK_TARGETS, w
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-CSS = (ASSETS / "explorer.css").read_text(encoding="utf-8")
-JS = (ASSETS / "explorer.js").read_text(encoding="utf-8")
 # Gradio keeps every session's last outputs (figures, API answers) until it holds this many sessions
 # (10,000 by default, gigabytes on a busy Space); the least recently used go first.
 SESSIONS_KEPT = 500
-THEME = gr.themes.Soft(font=FONTS, font_mono=MONO_FONTS)
-
-with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
-    layout.build(demo)
-demo.queue(default_concurrency_limit=4, max_size=64)
+CLICK_TARGETS_MARK = "__CLICK_TARGETS__"  # where the page's script takes the list of clickable plots
 
 __all__ = [
     "ABLATED",
@@ -50,9 +45,10 @@ __all__ = [
     "PATCH_EXAMPLE",
     "REPEATED_EXAMPLE",
     "SINK_OPTION",
+    "assets_dir",
     "bridge_click",
+    "build_demo",
     "clear_text_views",
-    "demo",
     "export_attention",
     "export_lab",
     "lab_ablate",
@@ -61,6 +57,7 @@ __all__ = [
     "lab_patch",
     "launch",
     "loss_chips",
+    "page_script",
     "refresh_views",
     "run_generation",
     "select_query",
@@ -73,22 +70,44 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """A component by name (`ui.heatmap` is `widgets.w.heatmap`)."""
+    """A component by name (`ui.heatmap` is `widgets.w.heatmap`, once `build_demo` has run)."""
     if name in type(w).__annotations__:
         return getattr(w, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def launch(**kwargs):
+def assets_dir() -> Path:
+    """The app's front-end files: inside the installed package, else the repository's `assets/`."""
+    installed = Path(__file__).resolve().parent / "assets"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[2] / "assets"
+
+
+def page_script() -> str:
+    """The page's script, told which plots' clicks to send to Python (`widgets.CLICK_TARGETS`)."""
+    script = (assets_dir() / "explorer.js").read_text(encoding="utf-8")
+    return script.replace(CLICK_TARGETS_MARK, json.dumps(list(CLICK_TARGETS)))
+
+
+def build_demo() -> gr.Blocks:
+    """The app: the stores, the page and its wiring (see `layout.build`)."""
+    service.stores()
+    with gr.Blocks(title="GPT-2 Attention Explorer", fill_width=True) as demo:
+        layout.build(demo)
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    return demo
+
+
+def launch(demo: gr.Blocks | None = None, **kwargs):
     """Serve the app (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override the address, as on Spaces)."""
-    service.MODELS.get(BUNDLED_NAME)  # load before the first request
+    demo = demo or build_demo()
+    service.models().get(BUNDLED_NAME)  # load before the first request
     return demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        allowed_paths=[str(service.EXPORT_DIR)],
+        allowed_paths=[str(service.stores().exports.root)],
         state_session_capacity=SESSIONS_KEPT,
-        theme=THEME,
-        css=CSS,
-        js=JS,
+        theme=gr.themes.Soft(font=FONTS, font_mono=MONO_FONTS),
+        css=(assets_dir() / "explorer.css").read_text(encoding="utf-8"),
+        js=page_script(),
         **kwargs,
     )

@@ -1,6 +1,7 @@
 """The attention views, as plain functions of an analysis entry: token chips, the heatmap of one
 head (or a layer's mean), the query's attention over the text, next-token bars, the head grid and
-the head-score map. Each returns data or a Plotly figure; `app.py`'s handlers only route them.
+the head-score map. Each returns data: chips, arrays, or a `Chart` that `gpt2.explorer.figures`
+draws; the tabs' handlers only route them.
 """
 
 import threading
@@ -10,12 +11,12 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from .. import plots
 from ..analysis import final_hidden, layer_maps
 from ..lab import token_losses
 from ..scores import SCORE_NAMES, bin_size, drop_first_token, pool_map
 from ..tokenizer import get_tokenizer
 from .cache import Entry
+from .chart import MAX_AXIS, Chart, visible_token
 from .inputs import MEAN, UserInputError, as_int, check_head, head_value
 from .session import Window
 
@@ -35,7 +36,7 @@ def token_chips(window: Window, query: int | None = None, losses: np.ndarray | N
     tokens came before it; the query marked. With `losses` ((n - 1,) nats, each next token's loss),
     chips carry a score instead: each token's own loss scaled to 0..1 (the first has none)."""
     tokenizer = get_tokenizer()
-    texts = [plots.visible_token(tokenizer.token_text(i)) for i in window.ids]
+    texts = [visible_token(tokenizer.token_text(i)) for i in window.ids]
     chips: list = [(cut_marker(window), None)] if window.cut else []
     if losses is not None:
         scale = max(float(np.max(losses)), 1e-6) if len(losses) else 1.0
@@ -113,36 +114,28 @@ def head_name(entry: Entry, layer: int, head: int | str) -> str:
 
 
 def heatmap_view(model, entry: Entry, layer, head, hide_sink=False, log_scale=False, query: int | None = None):
-    """(figure, label): the big heatmap, the query's row outlined; texts over `plots.MAX_AXIS` tokens
-    are pooled (rows averaged, keys summed) and the label says so."""
+    """(chart, label): the big heatmap, the query's row outlined; texts over `MAX_AXIS` tokens are
+    pooled (rows averaged, keys summed) and the label says so."""
     layer, head = checked_head(entry, layer, head)
     attn = head_map(model, entry, layer, head, hide_sink)
     T = attn.shape[-1]
     label = f"Attention of {head_name(entry, layer, head)}: queries down, keys across"
     if hide_sink:
         label += " · first-token sink hidden"
-    if T <= plots.MAX_AXIS:
+    if T <= MAX_AXIS:
         z = np.where(np.tril(np.ones((T, T), dtype=bool)), attn, np.nan)
-        names = [plots.token_label(tok, i) for i, tok in enumerate(entry.tokens)]
-        return plots.attention_heatmap(z, names, entry.tokens, log_scale, query), label
-    pooled = pool_map(torch.from_numpy(attn), plots.MAX_AXIS).numpy()
-    size = bin_size(T, plots.MAX_AXIS)
-    bins = range(0, T, size)
-    names = [
-        plots.escape_label(
-            f"'{plots.visible_token(entry.tokens[lo])}'…'{plots.visible_token(entry.tokens[min(T, lo + size) - 1])}' ({lo}–{min(T, lo + size) - 1})"
-        )
-        for lo in bins
-    ]
+        return Chart("text_heatmap", dict(attn=z, tokens=entry.tokens, log_scale=log_scale, query_row=query)), label
+    size = bin_size(T, MAX_AXIS)
+    pooled = pool_map(torch.from_numpy(attn), MAX_AXIS).numpy()
     row = None if query is None else query // size
-    fig = plots.attention_heatmap(pooled, names, [entry.tokens[lo] for lo in bins], log_scale, row)
-    return fig, label + f" · {T} tokens pooled in bins of {size}"
+    args = dict(attn=pooled, tokens=entry.tokens, bin_size=size, log_scale=log_scale, query_row=row)
+    return Chart("text_heatmap", args), label + f" · {T} tokens pooled in bins of {size}"
 
 
 def heatmap_click_position(entry: Entry, row) -> int:
     """The position a click on heatmap row `row` selects (the first of a pooled bin)."""
     T = len(entry.analysis.ids)
-    size = bin_size(T, plots.MAX_AXIS)
+    size = bin_size(T, MAX_AXIS)
     return min(T - 1, max(0, as_int(row, "row") * size))
 
 
@@ -154,7 +147,7 @@ def query_chips(model, entry: Entry, layer, head, query: int, hide_sink: bool = 
     scale = max(float(row.max()), 1e-9)
     chips = []
     for n, tok in enumerate(entry.tokens[: query + 1]):
-        text = plots.visible_token(tok)
+        text = visible_token(tok)
         chips.append((f"[{text}]" if n == query else text, round(float(row[n]) / scale, 3)))
     later = len(entry.tokens) - query - 1
     if later:
@@ -173,27 +166,28 @@ def next_token_probs(model, entry: Entry, position: int) -> torch.Tensor:
 
 
 def next_token_view(
-    model, entry: Entry, position: int, k: int = 10, compare: Entry | None = None, names=("clean", "ablated")
+    probs: torch.Tensor, position: int, k: int = 10, compare: torch.Tensor | None = None, names=("clean", "ablated")
 ):
-    """(figure, label): the top-k next tokens after `position`, with their probabilities; with
-    `compare`, the same tokens' probabilities in that run beside them."""
+    """(chart, label): the top-k next tokens of `probs` ((V,), after `position`); with `compare`
+    (another run's probabilities there), the same tokens' probabilities beside them."""
     tokenizer = get_tokenizer()
-    probs = next_token_probs(model, entry, position)
     top_probs, top_ids = probs.topk(k)
-    words = [tokenizer.token_text(i) for i in top_ids.tolist()]
-    other = next_token_probs(model, compare, position)[top_ids].numpy() if compare is not None else None
-    fig = plots.probability_bars(words, top_probs.numpy(), other, names)
-    return fig, f"Next token after position {position}"
+    args = dict(tokens=[tokenizer.token_text(i) for i in top_ids.tolist()], probs=top_probs.numpy())
+    if compare is not None:
+        args.update(compare=compare[top_ids].numpy(), names=names)
+    return Chart("probability_bars", args), f"Next token after position {position}"
 
 
 # ---- every head ----------------------------------------------------------------------------------
 
 
-def grid_view(entry: Entry, selected: tuple[int, int] | None):
-    return plots.head_grid(entry.analysis.thumbnails.numpy(), entry.analysis.roles, selected)
+def grid_view(entry: Entry, selected: tuple[int, int] | None) -> Chart:
+    return Chart(
+        "head_grid", dict(thumbnails=entry.analysis.thumbnails.numpy(), roles=entry.analysis.roles, selected=selected)
+    )
 
 
-def score_view(entry: Entry, score_name: str, selected: tuple[int, int] | None):
+def score_view(entry: Entry, score_name: str, selected: tuple[int, int] | None) -> Chart:
     if score_name not in entry.analysis.scores:
         raise UserInputError(f"unknown score {score_name!r}: choose one of {', '.join(SCORE_NAMES)}")
     scores = entry.analysis.scores[score_name].numpy()
@@ -202,7 +196,7 @@ def score_view(entry: Entry, score_name: str, selected: tuple[int, int] | None):
         [f"{scores[layer, head]:.2f}<br>{roles[layer][head]}" for head in range(scores.shape[1])]
         for layer in range(scores.shape[0])
     ]
-    return plots.layer_head_map(scores, score_name, text, selected)
+    return Chart("layer_head_map", dict(values=scores, title=score_name, text=text, selected=selected))
 
 
 def head_choices(entry: Entry) -> list[tuple[str, str]]:

@@ -2,17 +2,14 @@
 
 `layout.build` makes the components and fills in `w`; handlers name their outputs as `w.heatmap`,
 `w.status_box`, … and return them by component (`{w.status_box: "…"}`). A visitor's mistake becomes
-one status line and a warning toast (`warn`), never a traceback.
+one status line and a warning toast (see `errors.user_errors`), never a traceback.
 """
-
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 from gradio.components.plot import PlotData
 
-from .. import plots
-from . import service
+from . import figures
+from .chart import Chart
 
 try:  # ZeroGPU on Hugging Face Spaces; a no-op everywhere else
     import spaces
@@ -22,6 +19,20 @@ except ImportError:
 
     def on_gpu(fn):
         return fn
+
+
+# The plots whose clicks reach Python, by elem_id, and what a click on a cell (row, column) does.
+# The page's script binds exactly these (`ui.build_demo` writes the list into it) and
+# `attention_tab.bridge_click` dispatches on the action.
+OPEN_HEAD, SELECT_QUERY, TOGGLE_HEAD = "open head", "select query", "toggle head"
+CLICK_TARGETS = {
+    "grid": OPEN_HEAD,
+    "scores": OPEN_HEAD,
+    "heatmap": SELECT_QUERY,
+    "lab-direct": TOGGLE_HEAD,
+    "lab-sweep": TOGGLE_HEAD,
+    "lab-patch-heads": TOGGLE_HEAD,
+}
 
 
 class Widgets:
@@ -95,22 +106,11 @@ class Widgets:
 w = Widgets()
 
 
-def plot(fig, **update) -> dict:
-    """A Plotly figure for gr.Plot, with its display config (see `plots.figure_json`)."""
-    return gr.update(value=PlotData(type="plotly", plot=plots.figure_json(fig)), **update)
+def plot(chart: Chart, **update) -> dict:
+    """A view's chart, drawn, for gr.Plot with its display config (see `figures.figure_json`)."""
+    return gr.update(value=PlotData(type="plotly", plot=figures.figure_json(figures.draw(chart))), **update)
 
 
 def empty_plot(message: str, height: int = 260) -> PlotData:
     """A placeholder figure: no axes, one line of guidance."""
-    return PlotData(type="plotly", plot=plots.figure_json(plots.placeholder(message, height)))
-
-
-def warn(exc: Exception) -> str:
-    """A user error as a status line, also shown as a toast."""
-    gr.Warning(str(exc))
-    return f"⚠ {exc}"
-
-
-def export_folder() -> Path:
-    """A new folder for one export's files, inside the app's export directory."""
-    return Path(tempfile.mkdtemp(dir=service.EXPORT_DIR))
+    return PlotData(type="plotly", plot=figures.figure_json(figures.placeholder(message, height)))

@@ -8,12 +8,12 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
-MAX_AXIS = 256  # tokens on one heatmap axis before pooling
+from ..chart import MAX_AXIS, visible_token  # noqa: F401 - shared with the views
+
 MAX_TICK_LABELS = 24  # tick labels drawn on one axis; hover names every cell
 HEATMAP_TICK_LABELS = 16  # fewer on the square heatmap: a phone draws it under 300 px tall
 TICK_CHARS = 8  # characters of a token shown in a tick label
 MASKED_COLOR = "rgba(128, 128, 128, 0.22)"
-VISIBLE_WHITESPACE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
 COLORSCALE = "Viridis"
 PLOT_CONFIG = {"displaylogo": False, "displayModeBar": False}
 TOP_MARGIN = 10  # the component's label sits above the plot (see the app's CSS)
@@ -21,13 +21,6 @@ DIVERGING = "RdBu"
 BAR_COLOR = "#4c78a8"
 HIGHLIGHT = "crimson"
 GRID_GAP, GRID_MASKED = "rgba(0,0,0,0)", "rgb(200,200,200)"
-
-
-def visible_token(text: str) -> str:
-    """A token's text with spaces, newlines and tabs drawn as visible symbols, and control characters
-    (NUL included) shown as their code, so every token is a readable chip."""
-    shown = text.translate(VISIBLE_WHITESPACE)
-    return "".join(ch if ch.isprintable() or ch in "␣↵⇥␍" else f"\\x{ord(ch):02x}" for ch in shown) or "∅"
 
 
 def escape_label(text: str) -> str:

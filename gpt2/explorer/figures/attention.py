@@ -17,6 +17,8 @@ from .style import (
     colorbar,
     escape_label,
     short_token,
+    token_label,
+    visible_token,
 )
 
 
@@ -83,6 +85,24 @@ def attention_heatmap(
         **extra,
     )
     return go.Figure(trace, layout)
+
+
+def text_heatmap(
+    attn: np.ndarray, tokens: list[str], bin_size: int = 1, log_scale: bool = False, query_row: int | None = None
+) -> go.Figure:
+    """The heatmap of a text: `attn` is (T, T) with NaN in the future, or, for a long text, pooled into
+    bins of `bin_size` positions ((N, N), see `gpt2.scores.pool_map`); rows and columns are named by
+    their token (or their bin's first and last token) and position."""
+    if bin_size == 1:
+        return attention_heatmap(
+            attn, [token_label(tok, i) for i, tok in enumerate(tokens)], tokens, log_scale, query_row
+        )
+    T = len(tokens)
+    names = []
+    for lo in range(0, T, bin_size):
+        hi = min(T, lo + bin_size) - 1
+        names.append(escape_label(f"'{visible_token(tokens[lo])}'…'{visible_token(tokens[hi])}' ({lo}–{hi})"))
+    return attention_heatmap(attn, names, tokens[::bin_size], log_scale, query_row)
 
 
 def head_grid(thumbnails: np.ndarray, roles: list[list[str]], selected: tuple[int, int] | None = None) -> go.Figure:

@@ -8,7 +8,7 @@
     box.value = value + '@' + Date.now();
     box.dispatchEvent(new Event('input', {bubbles: true}));
   };
-  const owners = ['grid', 'scores', 'heatmap', 'lab-direct', 'lab-sweep', 'lab-patch-heads'];
+  const owners = __CLICK_TARGETS__;  // the plots whose clicks Python handles (widgets.CLICK_TARGETS)
   const bind = () => {
     for (const id of owners) {
       const gd = document.querySelector(`#${id} .js-plotly-plot`);

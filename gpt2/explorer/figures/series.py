@@ -59,11 +59,17 @@ def probability_bars(
 
 
 def token_line(
-    hover_labels: list[str], series: dict[str, np.ndarray], y_title: str, extra_hover: dict | None = None
+    tokens: list[str],
+    series: dict[str, np.ndarray],
+    y_title: str,
+    extra_hover: dict | None = None,
+    first_position: int = 1,
 ) -> go.Figure:
-    """One value per token position (e.g. each next token's loss), one line per series."""
+    """One value per token position (e.g. each next token's loss), one line per series; the hover
+    names each point's token (`tokens[i]` at position `first_position + i`)."""
     fig = go.Figure()
     colors = (BAR_COLOR, "#e45756", "#54a24b")
+    hover_labels = [token_label(tok, first_position + i) for i, tok in enumerate(tokens)]
     for (name, values), color in zip(series.items(), colors, strict=False):
         custom = np.array(hover_labels, dtype=object)
         template = "%{customdata}: %{y:.3f}"
