@@ -1,12 +1,12 @@
 """The models the app serves: the bundled one, local checkpoints named on the command line, and
 GPT-2 from the Hugging Face Hub; each loaded once per process and shared by every visitor.
 
-Loading one model never blocks requests for another: each model has its own load lock, and the
-store's own lock is held only to look up or insert.
+Loading one model never blocks requests for another, and two requests for one model load it once
+(see `KeyedCache`). A model's int8 decoding copy lives with it, so evicting the model frees both.
 """
 
 import threading
-from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model import GPT2
@@ -14,22 +14,32 @@ from ..paths import BUNDLED_MODEL_NAME
 from ..precision import default_device, int8_decoding_pays, int8_kernel_available
 from ..quantize import quantize_int8
 from ..weights import ModelLoadError, canonical_hub_name
+from .cache import KeyedCache
 from .inputs import UserInputError, check_flag
 
 BUNDLED_NAME = "shakespeare (bundled)"
 HUB_CHOICES = ("gpt2", "gpt2-medium", "distilgpt2")
 
 
+@dataclass
+class LoadedModel:
+    """A model the store holds and, once `ModelStore.decoder` asks for it, its int8 decoding copy."""
+
+    model: GPT2
+    int8: GPT2 | None = None
+    int8_lock: threading.Lock = field(default_factory=threading.Lock)  # the copy is made once
+
+
 class ModelStore:
     """Keeps the `capacity` most recently used models (and their int8 decoding copies)."""
 
     def __init__(self, capacity: int = 2):
-        self.capacity = capacity
         self._sources: dict[str, str | Path] = {BUNDLED_NAME: BUNDLED_MODEL_NAME}  # name → what to load
-        self._models: OrderedDict[str, GPT2] = OrderedDict()
-        self._int8: dict[str, GPT2] = {}
-        self._load_locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
+        self._loaded = KeyedCache(bound=capacity)  # name → LoadedModel, one unit of capacity each
+
+    @property
+    def capacity(self) -> int:
+        return self._loaded.bound
 
     def add_local(self, directory) -> str:
         """Serve a checkpoint directory in Hugging Face's layout under its directory's name; loads it
@@ -63,44 +73,34 @@ class ModelStore:
         return hub_name
 
     def get(self, name) -> GPT2:
-        name = self.resolve(name)
-        with self._lock:
-            if name in self._models:
-                self._models.move_to_end(name)
-                return self._models[name]
-            load_lock = self._load_locks.setdefault(name, threading.Lock())
-        with load_lock:  # a second request for the same model waits for the first; others do not
-            with self._lock:
-                if name in self._models:
-                    return self._models[name]
-            try:
-                model = GPT2.from_pretrained(self._sources.get(name, name), device=default_device())
-            except ModelLoadError as exc:
-                raise UserInputError(str(exc)) from None
-            with self._lock:
-                self._models[name] = model
-                while len(self._models) > self.capacity:
-                    evicted, _ = self._models.popitem(last=False)
-                    self._int8.pop(evicted, None)
-            return model
+        return self._get_loaded(name).model
 
     def decoder(self, name, fast: bool = True) -> GPT2:
         """The model to generate with: with `fast`, its int8 copy where that decodes faster
         (`gpt2.precision.int8_decoding_pays`) and this CPU has the kernel, else the float32 model.
         The copy is checked against float32 when it is made (see `gpt2.quantize`)."""
         check_flag(fast, "fast_decode")
-        model = self.get(name)
-        if not (fast and int8_decoding_pays(model) and int8_kernel_available()):
-            return model
-        name = self.resolve(name)
-        with self._load_locks[name]:
-            if name not in self._int8:
-                self._int8[name] = quantize_int8(model)
-            return self._int8[name]
+        loaded = self._get_loaded(name)
+        if not (fast and int8_decoding_pays(loaded.model) and int8_kernel_available()):
+            return loaded.model
+        with loaded.int8_lock:
+            if loaded.int8 is None:
+                loaded.int8 = quantize_int8(loaded.model)
+            return loaded.int8
 
     def loaded(self) -> list[str]:
-        with self._lock:
-            return list(self._models)
+        """The names of the models in memory, least recently used first."""
+        return self._loaded.keys()
+
+    def _get_loaded(self, name) -> LoadedModel:
+        name = self.resolve(name)
+        return self._loaded.get(name, lambda: LoadedModel(self._load(name)))
+
+    def _load(self, name: str) -> GPT2:
+        try:
+            return GPT2.from_pretrained(self._sources.get(name, name), device=default_device())
+        except ModelLoadError as exc:
+            raise UserInputError(str(exc)) from None
 
 
 def decoding_note(model: GPT2, fast: bool) -> str:
