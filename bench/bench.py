@@ -183,7 +183,7 @@ def _switches(model, entry):
     """A function that shows, each call, a head not shown before (recomputed, not cached), as the
     app sends it: the figure's JSON."""
     from gpt2.explorer import views
-    from gpt2.plots import figure_json
+    from gpt2.explorer.figures import draw, figure_json
 
     config = model.config
     heads = iter([(layer, head) for layer in range(config.num_layers) for head in range(config.num_heads)] * 16)
@@ -191,7 +191,7 @@ def _switches(model, entry):
     def switch():
         views.MAPS.__init__()  # forget the maps shown so far
         layer, head = next(heads)
-        return figure_json(views.heatmap_view(model, entry, layer, head)[0])
+        return figure_json(draw(views.heatmap_view(model, entry, layer, head)[0]))
 
     return switch
 
@@ -212,15 +212,15 @@ def row_app(size, bundled: bool) -> dict:
     from gpt2.explorer.cache import AnalysisCache
     from gpt2.explorer.inputs import sampling_settings
     from gpt2.generate import stream_tokens
-    from gpt2.plots import figure_bytes, figure_json
+    from gpt2.explorer.figures import draw, figure_bytes, figure_json
 
     model = _bundled_or_random(size, bundled)
     prompt_ids = list(range(1000, 1000 + size["prompt"]))
     settings = sampling_settings(8, 0, 0, 1.0, 0)
     ids = list(range(2000, 2000 + min(256, model.config.block_size)))
     entry = AnalysisCache().get("m", model, ids)
-    heatmap = views.heatmap_view(model, entry, 0, 0)[0]
-    grid, scores = views.grid_view(entry, (0, 0)), views.score_view(entry, "induction", (0, 0))
+    heatmap = draw(views.heatmap_view(model, entry, 0, 0)[0])
+    grid, scores = draw(views.grid_view(entry, (0, 0))), draw(views.score_view(entry, "induction", (0, 0)))
     return {
         "model": "bundled" if bundled else "random GPT-2 shape",
         "T": len(ids),
@@ -230,8 +230,8 @@ def row_app(size, bundled: bool) -> dict:
         "heatmap_bytes": figure_bytes(heatmap),
         "grid_s": median_time(
             lambda: (
-                figure_json(views.grid_view(entry, (0, 0))),
-                figure_json(views.score_view(entry, "induction", (0, 0))),
+                figure_json(draw(views.grid_view(entry, (0, 0)))),
+                figure_json(draw(views.score_view(entry, "induction", (0, 0)))),
             ),
             size["reps"],
         ),
