@@ -93,10 +93,10 @@ def test_training_mode_dropout_only_when_training():
 
 
 def test_a_single_row_takes_the_matrix_vector_product_with_the_same_result():
-    from gpt2.model import Linear
+    from gpt2.model import MatVecLinear
 
     torch.manual_seed(0)
-    layer, head = Linear(48, 96), Linear(48, 96, bias=False)
+    layer, head = MatVecLinear(48, 96), MatVecLinear(48, 96, bias=False)
     rows = torch.randn(1, 5, 48, requires_grad=True)
     for module in (layer, head):
         row = rows[:, -1:]  # (1, 1, 48): what a decoding step multiplies
