@@ -96,6 +96,17 @@ class KVCache:
         view.max_len, view.length = self.max_len, self.length
         return view
 
+    def refill(self, keys: torch.Tensor, values: torch.Tensor, length: int, first_layer: int = 0) -> None:
+        """Hold the first `length` positions of a cached run's keys and values, (L, B, H, T, D) with
+        T >= length, in the layers from `first_layer` on; B may be 1, one run for every batch row.
+        The next pass continues at position `length`; the layers before `first_layer` keep what they
+        hold, which a rerun from `first_layer` (`GPT2.run_blocks`) never reads."""
+        if length > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} tokens; {length} requested")
+        self.keys[first_layer:, :, :, :length] = keys[first_layer:, :, :, :length]
+        self.values[first_layer:, :, :, :length] = values[first_layer:, :, :, :length]
+        self.length = length
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this layer's new keys/values (B, H, T, D) after the cached ones; return all of them."""
         end = self.length + k.size(2)

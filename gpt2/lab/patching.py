@@ -40,8 +40,8 @@ class _Runs:
         self.resid = every_layer("resid_pre")  # (L, T, C)
         self.final = cache[act_name("resid_post", L - 1)]  # (1, T, C)
         self.z = every_layer("z")  # (L, T, H, D)
-        self.keys = every_layer("k").transpose(1, 2)  # (L, H, T, D)
-        self.values = every_layer("v").transpose(1, 2)
+        self.keys = every_layer("k").transpose(1, 2)[:, None]  # (L, 1, H, T, D): a KVCache's layout
+        self.values = every_layer("v").transpose(1, 2)[:, None]
 
 
 PATCH_BATCH = 32  # reruns batched together
@@ -61,9 +61,7 @@ class _Rerun:
         """Logits at the last position (B, V) for the batch `x` (B, T - start, C) of streams entering
         `layer` at positions start..T-1."""
         cache = self.cache.rows(x.size(0))
-        cache.keys[layer:, :, :, :start] = self.corrupted.keys[layer:, None, :, :start]
-        cache.values[layer:, :, :, :start] = self.corrupted.values[layer:, None, :, :start]
-        cache.length = start
+        cache.refill(self.corrupted.keys, self.corrupted.values, start, first_layer=layer)
         with hooks(self.model, fns or {}):
             final = self.model.run_blocks(x, layer, kv_cache=cache)
         return self.model.unembed(final, only_last=True)[:, -1].float()
