@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .hooks import hooks
+from .hooks import act_name, hooks
 from .scores import SCORE_NAMES, MapSummary, head_roles, induction_targets
 
 THUMB_AXIS = 32  # positions on one side of a head's thumbnail
@@ -83,9 +83,9 @@ def analyze(model, ids, fwd_hooks: dict | None = None) -> Analysis:
 
         return hook
 
-    fns = {f"blocks.{layer}.hook_resid_pre": keep_resid(layer) for layer in range(L)}
-    fns[f"blocks.{L - 1}.hook_resid_post"] = keep_resid(L)
-    fns |= {f"blocks.{layer}.attn.hook_pattern_rows": summarize(summaries[layer]) for layer in range(L)}
+    fns = {act_name("resid_pre", layer): keep_resid(layer) for layer in range(L)}
+    fns[act_name("resid_post", L - 1)] = keep_resid(L)
+    fns |= {act_name("pattern_rows", layer): summarize(summaries[layer]) for layer in range(L)}
     with hooks(model, fwd_hooks or {}), hooks(model, fns):
         model.run_blocks(model.embed(idx))
     layer_scores = [summary.scores() for summary in summaries]

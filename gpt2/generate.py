@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import EOT_ID, VOCAB_SIZE
+from .config import EOT_ID, VOCAB_SIZE, GPT2Config
 
 
 class SamplingError(ValueError):
@@ -77,6 +77,44 @@ def _whole(value, name: str):
             raise SamplingError(f"{name} must be an integer, got {value!r}")
         return int(value)
     return value
+
+
+class KVCache:
+    """Keys and values of every layer, pre-allocated to `max_len` tokens and written in place."""
+
+    def __init__(self, config: GPT2Config, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+        shape = (config.num_layers, batch_size, config.num_heads, max_len, config.head_dim)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)  # (L, B, H, max_len, D)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+        self.length = 0  # tokens stored so far
+
+    def rows(self, batch_size: int) -> "KVCache":
+        """The first `batch_size` batch rows, sharing this cache's storage and length."""
+        view = object.__new__(KVCache)
+        view.keys, view.values = self.keys[:, :batch_size], self.values[:, :batch_size]
+        view.max_len, view.length = self.max_len, self.length
+        return view
+
+    def refill(self, keys: torch.Tensor, values: torch.Tensor, length: int, first_layer: int = 0) -> None:
+        """Hold the first `length` positions of a cached run's keys and values, (L, B, H, T, D) with
+        T >= length, in the layers from `first_layer` on; B may be 1, one run for every batch row.
+        The next pass continues at position `length`; the layers before `first_layer` keep what they
+        hold, which a rerun from `first_layer` (`GPT2.run_blocks`) never reads."""
+        if length > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} tokens; {length} requested")
+        self.keys[first_layer:, :, :, :length] = keys[first_layer:, :, :, :length]
+        self.values[first_layer:, :, :, :length] = values[first_layer:, :, :, :length]
+        self.length = length
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this layer's new keys/values (B, H, T, D) after the cached ones; return all of them."""
+        end = self.length + k.size(2)
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} tokens; {end} requested")
+        self.keys[layer, :, :, self.length : end] = k
+        self.values[layer, :, :, self.length : end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
 
 def sample_next(

@@ -9,12 +9,16 @@
     with hooks(model, {"blocks.0.attn.hook_z": zero_head}):
         ablated = model(idx)
 
+`act_name` spells a hook name from a short one: `act_name("z", 0)` is `"blocks.0.attn.hook_z"`.
+
 A hook is `fn(activation, hook_point)`; returning a tensor replaces the activation downstream. Both
 functions attach their hooks for the calling thread only and always remove them, so several threads
 can capture or intervene on one shared model at once, and a thread with no hooks runs the fused fast
 path (see `gpt2.hook_points`).
 """
 
+import functools
+import re
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack, contextmanager
 
@@ -22,6 +26,7 @@ import torch
 from torch import nn
 
 from .hook_points import HookFn, HookPoint, add_hook
+from .model import GPT2
 
 NamesFilter = None | str | Iterable[str] | Callable[[str], bool]
 
@@ -36,6 +41,34 @@ class UnknownHookError(KeyError):
 def hook_dict(model: nn.Module) -> dict[str, HookPoint]:
     """Every hook point of `model` by its dotted name."""
     return {name: module for name, module in model.named_modules() if isinstance(module, HookPoint)}
+
+
+@functools.cache
+def _act_name_templates() -> dict[str, str]:
+    """Short name → full name with `{layer}` for the block number, read off a one-layer model's hook
+    points: `"z"` → `"blocks.{layer}.attn.hook_z"`, `"embed"` → `"hook_embed"`."""
+    with torch.device("meta"):
+        model = GPT2(vocab_size=1, embed_dim=1, num_heads=1, num_layers=1, block_size=1)
+    return {
+        name.rsplit(".", 1)[-1].removeprefix("hook_"): re.sub(r"^blocks\.0\.", "blocks.{layer}.", name)
+        for name in hook_dict(model)
+    }
+
+
+def act_name(name: str, layer: int | None = None) -> str:
+    """The full hook name for a short one, in the spirit of TransformerLens's `get_act_name`:
+    `act_name("z", 3)` → `"blocks.3.attn.hook_z"`, `act_name("resid_pre", 0)` →
+    `"blocks.0.hook_resid_pre"`, `act_name("embed")` → `"hook_embed"`. A hook point inside a block
+    needs its `layer`; one outside takes none."""
+    templates = _act_name_templates()
+    if name not in templates:
+        raise ValueError(f"no hook point is called {name!r}; the short names are {', '.join(templates)}")
+    per_layer = "{layer}" in templates[name]
+    if per_layer and layer is None:
+        raise ValueError(f"{name!r} is a hook point of every block: give its layer")
+    if not per_layer and layer is not None:
+        raise ValueError(f"{name!r} is outside the blocks: it takes no layer")
+    return templates[name].format(layer=layer)
 
 
 def _selected(points: dict[str, HookPoint], names_filter: NamesFilter) -> list[str]:

@@ -19,9 +19,10 @@ probabilities. One hook point is ours, not TransformerLens's: `blocks.{l}.attn.h
 sees the probabilities a block of consecutive queries at a time, (B, H, n, K) over keys 0..K-1, the
 blocks in order from query 0, so a pass can read (or change) every head's attention without ever
 holding a (T, T) map. Attention computes the probabilities explicitly only while one of those three
-is hooked on the calling thread; otherwise it runs the fused SDPA kernel.
+is hooked on the calling thread; otherwise it runs the fused SDPA kernel (see `AttentionPath`).
 """
 
+import enum
 import math
 from collections.abc import Iterator
 
@@ -30,41 +31,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import GPT2Config
-from .generate import SamplingSettings, generate, stream_tokens
+from .generate import KVCache, SamplingSettings, generate, stream_tokens
 from .hook_points import HookPoint
 from .weights import check_state, read_checkpoint, write_checkpoint
 
-
-class KVCache:
-    """Keys and values of every layer, pre-allocated to `max_len` tokens and written in place."""
-
-    def __init__(self, config: GPT2Config, batch_size: int, max_len: int, device=None, dtype=torch.float32):
-        shape = (config.num_layers, batch_size, config.num_heads, max_len, config.head_dim)
-        self.keys = torch.empty(shape, device=device, dtype=dtype)  # (L, B, H, max_len, D)
-        self.values = torch.empty(shape, device=device, dtype=dtype)
-        self.max_len = max_len
-        self.length = 0  # tokens stored so far
-
-    def rows(self, batch_size: int) -> "KVCache":
-        """The first `batch_size` batch rows, sharing this cache's storage and length."""
-        view = object.__new__(KVCache)
-        view.keys, view.values = self.keys[:, :batch_size], self.values[:, :batch_size]
-        view.max_len, view.length = self.max_len, self.length
-        return view
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store this layer's new keys/values (B, H, T, D) after the cached ones; return all of them."""
-        end = self.length + k.size(2)
-        if end > self.max_len:
-            raise ValueError(f"KV cache holds {self.max_len} tokens; {end} requested")
-        self.keys[layer, :, :, self.length : end] = k
-        self.values[layer, :, :, self.length : end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+QUERY_BLOCK = 128  # queries whose probabilities explicit attention computes at a time
 
 
-class Linear(nn.Linear):
+class MatVecLinear(nn.Linear):
     """`nn.Linear` that multiplies a single row as a matrix-vector product: each decoding step's
-    case, where the general matrix product reads the same weight measurably slower."""
+    case, where the general matrix product reads the same weight more slowly."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight, self.bias
@@ -80,17 +56,28 @@ def _dropout(dropout: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
     return dropout(x) if dropout.training and dropout.p else x
 
 
+class AttentionPath(enum.Enum):
+    """How attention computes its output; `CausalSelfAttention._choose_path` picks one per call."""
+
+    FUSED = "fused"  # SDPA's kernel: nothing on this thread reads the probabilities
+    SCORES = "scores"  # the whole scores (B, H, T, T), then the softmax: the scores are hooked, or a gradient flows
+    PATTERN = "pattern"  # the probabilities a block of queries at a time, put together whole for hook_pattern
+    ROWS = "rows"  # a block of queries at a time and never whole: only hook_pattern_rows is hooked
+
+
 class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention. `block_size` is the spec's argument and is not kept: the
+    causal mask is made for each call's query and key lengths."""
+
     def __init__(self, embed_dim: int, num_heads: int, block_size: int, dropout_p: float = 0.0) -> None:
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
-        self.block_size = block_size
         self.dropout_p = dropout_p
-        self.c_attn = Linear(embed_dim, 3 * embed_dim)  # fused query, key, value
-        self.c_proj = Linear(embed_dim, embed_dim)
+        self.c_attn = MatVecLinear(embed_dim, 3 * embed_dim)  # fused query, key, value
+        self.c_proj = MatVecLinear(embed_dim, embed_dim)
         self.attn_dropout = nn.Dropout(dropout_p)
         self.resid_dropout = nn.Dropout(dropout_p)
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # (B, T, H, D)
@@ -103,19 +90,32 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        explicit = self._probabilities_hooked()
-        q, k, v = self._heads(x, float32=explicit)
+        path = self._choose_path(x)
+        q, k, v = self._heads(x, float32=path is not AttentionPath.FUSED)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)  # (B, H, T_key, D)
-        z = self._explicit_attention(q, k, v) if explicit else self._fused_attention(q, k, v)
+        if path is AttentionPath.FUSED:
+            z = self._fused_attention(q, k, v)
+        elif path is AttentionPath.ROWS:  # the whole pattern is never held
+            z = self._attend(self.probability_blocks(q, k), v)
+        else:
+            z = self._attend(self._pattern_blocks(path, q, k), v)
         z = self.hook_z(z.transpose(1, 2))  # (B, T, H, D)
         return _dropout(self.resid_dropout, self.c_proj(z.reshape(B, T, C)))
 
-    def _probabilities_hooked(self) -> bool:
-        """Whether a hook on this thread reads the scores or the probabilities: then attention computes them."""
-        return self.hook_pattern.is_hooked() or self.hook_attn_scores.is_hooked() or self.hook_pattern_rows.is_hooked()
+    def _choose_path(self, x: torch.Tensor) -> AttentionPath:
+        """The fused kernel unless a hook on this thread reads the scores or the probabilities; then
+        the whole scores where they are hooked or a gradient flows, else blocks of queries."""
+        scores, pattern, rows = (
+            p.is_hooked() for p in (self.hook_attn_scores, self.hook_pattern, self.hook_pattern_rows)
+        )
+        if not (scores or pattern or rows):
+            return AttentionPath.FUSED
+        if scores or (torch.is_grad_enabled() and (x.requires_grad or self.c_attn.weight.requires_grad)):
+            return AttentionPath.SCORES
+        return AttentionPath.PATTERN if pattern else AttentionPath.ROWS
 
     def attention_pattern(self, x: torch.Tensor, heads: slice = slice(None)) -> torch.Tensor:
         """The probabilities (B, n, T, T) of the `heads` (all by default) for this layer's input
@@ -124,41 +124,32 @@ class CausalSelfAttention(nn.Module):
             q, k, _ = self._heads(x, float32=True, heads=heads)
             return self._causal_probs(q.transpose(1, 2), k.transpose(1, 2))
 
-    def probability_blocks(self, q: torch.Tensor, k: torch.Tensor, size: int = 128):
-        """Yield (query rows, visible keys, probabilities (B, H, n, T_visible)) for blocks of `size`
-        queries, from queries (B, H, T_query, D) and keys (B, H, T_key, D), in float32. A block never
-        computes the keys after its last query, so this skips most of the masked future, and no
-        (T, T) map is ever held whole."""
-        for rows, keys in _query_blocks(q.size(2), k.size(2), size):
+    def probability_blocks(self, q: torch.Tensor, k: torch.Tensor):
+        """Yield (query rows, visible keys, probabilities (B, H, n, T_visible)) for blocks of
+        `QUERY_BLOCK` queries, from queries (B, H, T_query, D) and keys (B, H, T_key, D), in float32.
+        A block never computes the keys after its last query, so this skips most of the masked
+        future, and no (T, T) map is ever held whole."""
+        for rows, keys in _query_blocks(q.size(2), k.size(2)):
             yield rows, keys, torch.softmax(self._masked_scores(q[:, :, rows], k[:, :, keys]), dim=-1)
 
     def _heads(self, x: torch.Tensor, float32: bool, heads: slice = slice(None)):
         """Queries, keys, values, each (B, T, n, D), of the `heads` (all by default). With `float32`,
         in float32 also under autocast: attention probabilities that people read move by several
         hundredths when sharp heads see bf16 keys."""
-        first, stop, _ = heads.indices(self.num_heads)
+        H, D = self.num_heads, self.head_dim
+        n = len(range(H)[heads])
         project = self.c_attn
-        if (first, stop) != (0, self.num_heads):  # only these heads' rows of the fused projection
-            C, D = x.size(-1), self.head_dim
-            rows = torch.cat([torch.arange(part * C + first * D, part * C + stop * D) for part in range(3)])
-            rows = rows.to(x.device)
-            weight, bias = self.c_attn.weight[rows], self.c_attn.bias[rows]
-
-            def project(inputs):
-                return F.linear(inputs, weight.to(inputs.dtype), bias.to(inputs.dtype))
-
+        if n != H:  # only these heads' rows of the fused projection, (3 * n * D, C)
+            weight = self.c_attn.weight.view(3, H, D, -1)[:, heads].flatten(0, 2)
+            bias = self.c_attn.bias.view(3, H, D)[:, heads].flatten()
+            project = lambda inputs: F.linear(inputs, weight.to(inputs.dtype), bias.to(inputs.dtype))
         if float32 and torch.is_autocast_enabled(x.device.type):
             with torch.autocast(x.device.type, enabled=False):
                 qkv = project(x.float())
         else:
             qkv = project(x)
         B, T, _ = x.shape
-        return qkv.view(B, T, 3, stop - first, self.head_dim).unbind(2)
-
-    def _causal_mask(self, T_query: int, T_key: int, device) -> torch.Tensor:
-        # The queries are the last T_query positions of T_key: query i sits at position T_key - T_query + i
-        # and sees keys 0..that position (the mask is aligned to the bottom-right corner).
-        return torch.ones(T_query, T_key, dtype=torch.bool, device=device).tril(diagonal=T_key - T_query)
+        return qkv.view(B, T, 3, n, D).unbind(2)
 
     def _masked_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Scaled scores (B, H, T_query, T_key) in float32, the future set to -inf."""
@@ -173,33 +164,29 @@ class CausalSelfAttention(nn.Module):
     def _fused_attention(self, q, k, v) -> torch.Tensor:
         T_query, T_key = q.size(2), k.size(2)
         dropout_p = self.dropout_p if self.training else 0.0
-        if T_query == T_key:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-        # SDPA's is_causal aligns the mask to the top-left corner, wrong when queries are the newest tokens.
-        mask = None if T_query == 1 else self._causal_mask(T_query, T_key, q.device)
+        if T_query in (1, T_key):  # SDPA's causal mask where the lengths agree; one new query sees every key
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=T_query == T_key)
+        # SDPA's is_causal aligns the mask to the top-left corner, wrong when the queries are the newest
+        # tokens: query i sits at position T_key - T_query + i and sees the keys up to it
+        mask = torch.ones(T_query, T_key, dtype=torch.bool, device=q.device).tril(T_key - T_query)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
-    def _explicit_attention(self, q, k, v) -> torch.Tensor:
-        # scores and probabilities in float32 even under bf16 autocast: the probabilities are what people read
-        if self.hook_attn_scores.is_hooked() or q.requires_grad or k.requires_grad:
+    def _pattern_blocks(self, path: AttentionPath, q, k):
+        """Yield (query rows, keys, probabilities) cut from the whole pattern (B, H, T_query, T_key),
+        made by `path` (SCORES or PATTERN) and passed through its hook points first."""
+        if path is AttentionPath.SCORES:
             masked = self._masked_scores(q, k)
             scores = self.hook_attn_scores(masked)
-            # in place only where no gradient is needed and no hook may have kept the scores
-            in_place = not (scores.requires_grad or self.hook_attn_scores.is_hooked())
-            computed, causal = _softmax(scores, in_place), scores is masked
-        elif self.hook_pattern.is_hooked():
+            computed, causal = torch.softmax(scores, dim=-1), scores is masked
+        else:
             computed, causal = self._causal_probs(q, k), True
-        else:  # only the rows are hooked: the whole pattern is never held
-            return self._attend(self.probability_blocks(q, k), v)
-        attn_probs = self.hook_pattern(computed)
+        pattern = self.hook_pattern(computed)
         # Where no hook replaced the scores or the pattern, the future is 0 and each block of queries
-        # needs only the keys it sees; otherwise use all of them.
-        causal = causal and attn_probs is computed
-        blocks = []
+        # needs only the keys it sees; otherwise it takes all of them.
+        causal = causal and pattern is computed
         for rows, visible in _query_blocks(q.size(2), k.size(2)):
             keys = visible if causal else slice(None)
-            blocks.append((rows, keys, attn_probs[:, :, rows, keys]))
-        return self._attend(blocks, v)
+            yield rows, keys, pattern[:, :, rows, keys]
 
     def _attend(self, blocks, v) -> torch.Tensor:
         """Each head's output (B, H, T_query, D) from blocks of (query rows, keys, probabilities);
@@ -218,29 +205,20 @@ class CausalSelfAttention(nn.Module):
         return attn_probs
 
 
-def _query_blocks(T_query: int, T_key: int, size: int = 128):
-    """(query rows, the keys they can see) for blocks of `size` queries; the queries are the last
-    T_query of T_key positions."""
-    for start in range(0, T_query, size):
-        end = min(start + size, T_query)
+def _query_blocks(T_query: int, T_key: int):
+    """(query rows, the keys they can see) for blocks of `QUERY_BLOCK` queries; the queries are the
+    last T_query of T_key positions."""
+    for start in range(0, T_query, QUERY_BLOCK):
+        end = min(start + QUERY_BLOCK, T_query)
         yield slice(start, end), slice(0, T_key - T_query + end)
-
-
-def _softmax(scores: torch.Tensor, in_place: bool) -> torch.Tensor:
-    """Softmax over the last dimension. In place saves allocating (and faulting in) a second
-    (B, H, T, T) buffer, most of a long pass's time otherwise."""
-    if not in_place:
-        return torch.softmax(scores, dim=-1)
-    scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
-    return scores.div_(scores.sum(dim=-1, keepdim=True))
 
 
 class MLP(nn.Module):
     def __init__(self, embed_dim: int, dropout_p: float = 0.0) -> None:
         super().__init__()
-        self.c_fc = Linear(embed_dim, 4 * embed_dim)
+        self.c_fc = MatVecLinear(embed_dim, 4 * embed_dim)
         self.gelu = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
-        self.c_proj = Linear(4 * embed_dim, embed_dim)
+        self.c_proj = MatVecLinear(4 * embed_dim, embed_dim)
         self.dropout = nn.Dropout(dropout_p)
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()  # (B, T, 4C): before and after the GELU
 
@@ -288,7 +266,7 @@ class GPT2(nn.Module):
         for i, block in enumerate(self.blocks):
             block.attn.layer_idx = i
         self.ln_f = nn.LayerNorm(embed_dim, eps=1e-5)
-        self.lm_head = Linear(embed_dim, vocab_size, bias=False)
+        self.lm_head = MatVecLinear(embed_dim, vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied, as in GPT-2
         for name, module in self.named_modules():
             if isinstance(module, HookPoint):
@@ -311,14 +289,7 @@ class GPT2(nn.Module):
 
     @classmethod
     def from_config(cls, config: GPT2Config) -> "GPT2":
-        return cls(
-            config.vocab_size,
-            config.embed_dim,
-            config.num_heads,
-            config.num_layers,
-            config.block_size,
-            config.dropout_p,
-        )
+        return cls(**config.to_dict())
 
     @classmethod
     def from_pretrained(cls, name_or_path, dtype: torch.dtype = torch.float32, device=None) -> "GPT2":

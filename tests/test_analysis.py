@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from gpt2 import GPT2, get_tokenizer, run_with_cache
 from gpt2.analysis import THUMB_AXIS, analyze, final_hidden, layer_maps
@@ -199,18 +200,38 @@ def test_the_analysis_keeps_the_residual_stream(bundled):
     assert analysis.thumbnails.shape == (6, 4, len(ids), len(ids))  # fewer tokens than THUMB_AXIS
 
 
-def test_an_analysis_holds_no_maps_and_stays_small():
-    """GPT-2 small's shape at 1,024 tokens: every map would take 604 MB; the analysis keeps the residual
-    stream (L + 1, T, C) and thumbnails only, under 64 MiB."""
-    L, T, C, H = 12, 1024, 768, 12
+class LargestTensor(TorchDispatchMode):
+    """Records the bytes of the largest tensor any operation makes while the mode is on."""
+
+    def __init__(self):
+        super().__init__()
+        self.nbytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.nbytes = max(self.nbytes, t.numel() * t.element_size())
+        return out
+
+
+def test_an_analysis_never_makes_a_whole_map_and_keeps_little():
+    """1,024 tokens: one layer's maps (H, T, T) would take 16 MiB; the pass never makes a tensor a
+    quarter that size, and the analysis keeps the residual stream (L + 1, T, C) and thumbnails only."""
+    H, T = 4, 1024
     torch.manual_seed(0)
-    model = GPT2(50257, 64, 4, 2, 1024).eval()  # same T on a small model: the bound is about shapes
-    analysis = analyze(model, list(range(1000, 1000 + T)))
-    per_position = (model.config.num_layers + 1) * model.config.embed_dim * 4
-    assert analysis.resid.shape == (3, T, 64) and analysis.thumbnails.shape == (2, 4, THUMB_AXIS, THUMB_AXIS)
-    assert analysis.nbytes < per_position * T + 2 * 4 * THUMB_AXIS**2 * 4 + 64 * 1024
-    gpt2_small = (L + 1) * T * C * 4 + L * H * THUMB_AXIS**2 * 4
-    assert gpt2_small < 64 * 2**20 < L * H * T * T * 4
+    model = GPT2(50257, 64, H, 2, T).eval()
+    ids = list(range(1000, 1000 + T))
+    one_layers_maps = H * T * T * 4
+    with torch.no_grad(), LargestTensor() as during_analysis:
+        analysis = analyze(model, ids)
+    assert during_analysis.nbytes < one_layers_maps / 4
+    with torch.no_grad(), LargestTensor() as during_capture:  # the measure sees a map where one is made
+        run_with_cache(model, torch.tensor([ids]), names_filter="blocks.0.attn.hook_pattern", return_hidden=True)
+    assert during_capture.nbytes >= one_layers_maps
+    assert analysis.resid.shape == (3, T, 64) and analysis.thumbnails.shape == (2, H, THUMB_AXIS, THUMB_AXIS)
+    kept = analysis.resid.nbytes + analysis.thumbnails.nbytes + sum(s.nbytes for s in analysis.scores.values())
+    assert analysis.nbytes == kept + 8 * T and kept < one_layers_maps / 4
 
 
 COMMON_WORDS = (

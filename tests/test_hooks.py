@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from gpt2 import GPT2, UnknownHookError, hook_dict, hooks, run_with_cache
+from gpt2.hooks import act_name
 
 B, T = 2, 9
 
@@ -72,6 +73,30 @@ def test_what_the_hook_points_hold(model, idx):
             cache[f"{name}.mlp.hook_post"], torch.nn.functional.gelu(cache[f"{name}.mlp.hook_pre"], approximate="tanh")
         )
     assert torch.equal(cache["blocks.0.hook_resid_pre"], cache["hook_embed"] + cache["hook_pos_embed"])
+
+
+OUTSIDE_BLOCKS = ("embed", "pos_embed")
+IN_EVERY_BLOCK = (
+    *("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post"),
+    *("q", "k", "v", "z", "attn_scores", "pattern", "pattern_rows"),
+    *("pre", "post"),
+)
+
+
+def test_act_name_spells_every_hook_point_from_its_short_name(model):
+    spelled = [act_name(name) for name in OUTSIDE_BLOCKS]
+    spelled += [act_name(name, layer) for name in IN_EVERY_BLOCK for layer in range(3)]
+    assert sorted(spelled) == sorted(hook_dict(model))  # each a real hook point, and every hook point has one
+    assert act_name("z", 3) == "blocks.3.attn.hook_z" and act_name("resid_pre", 3) == "blocks.3.hook_resid_pre"
+    assert act_name("pattern", 0) == "blocks.0.attn.hook_pattern" and act_name("mlp_out", 1) == "blocks.1.hook_mlp_out"
+    assert act_name("post", 2) == "blocks.2.mlp.hook_post" and act_name("embed") == "hook_embed"
+    for unknown in ("q_input", "result", "hook_z", "blocks.0.attn.hook_z", ""):
+        with pytest.raises(ValueError, match=r"the short names are embed, pos_embed, .*mlp_out"):
+            act_name(unknown, 0)
+    with pytest.raises(ValueError, match="give its layer"):
+        act_name("z")
+    with pytest.raises(ValueError, match="takes no layer"):
+        act_name("embed", 0)
 
 
 def test_names_filter_keeps_only_what_is_asked(model, idx):

@@ -4,7 +4,7 @@ against an edited model, patching at its ends), and the bundled model's inductio
 import pytest
 import torch
 
-from gpt2 import GPT2, get_tokenizer, hooks
+from gpt2 import GPT2, get_tokenizer, hooks, run_with_cache
 from gpt2.analysis import analyze
 from gpt2.lab import (
     Ablation,
@@ -148,6 +148,29 @@ def test_patching_is_exact_at_its_ends(model):
     assert float(result.resid[1, 9]) == pytest.approx(expected, abs=1e-4)
     with pytest.raises(LabError, match="clean has 16, corrupted 15"):
         patch(model, clean, corrupted[:-1])
+
+
+def test_patching_a_head_equals_a_plain_run_with_that_heads_clean_output(model):
+    gen = torch.Generator().manual_seed(7)
+    clean = torch.randint(0, 300, (20,), generator=gen).tolist()
+    corrupted = clean.copy()
+    corrupted[6] = (clean[6] + 11) % 300
+    result = patch(model, clean, corrupted, answers=(5, 17))
+    _, clean_cache = run_with_cache(model, torch.tensor([clean]), lambda name: name.endswith("hook_z"))
+    for layer, head in ((0, 1), (1, 3), (2, 0), (2, 2)):
+        name = f"blocks.{layer}.attn.hook_z"
+
+        def clean_head(z, hook, name=name, head=head):  # (B, T, H, D): this head's output at every position
+            z = z.clone()
+            z[:, :, head] = clean_cache[name][:, :, head]
+            return z
+
+        with hooks(model, {name: clean_head}):
+            logits = logits_of(model, corrupted)[-1]
+        ld = float(logits[result.answer_clean] - logits[result.answer_corrupted])
+        expected = (ld - result.ld_corrupted) / (result.ld_clean - result.ld_corrupted)
+        assert float(result.heads[layer, head]) == pytest.approx(expected, abs=1e-4), (layer, head)
+    assert result.heads.abs().max() > 0.01  # the heads do restore something: the comparison is not 0 == 0
 
 
 def test_the_bundled_models_induction_circuit(bundled):

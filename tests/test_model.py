@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gpt2 import GPT2, PRESETS, GPT2Config, hooks
+from gpt2 import GPT2, PRESETS, GPT2Config, hooks, run_with_cache
 
 
 def test_gpt2_small_parameter_count():
@@ -67,6 +67,35 @@ def test_kv_cache_matches_full_forward(small_vocab_model):
     assert (full - cached).abs().max().item() < 1e-5
 
 
+def test_a_refilled_kv_cache_continues_like_a_fresh_run(small_vocab_model):
+    model = small_vocab_model
+    idx = torch.randint(0, 100, (1, 20), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full, run = run_with_cache(model, idx, lambda name: name.endswith(("hook_k", "hook_v", "hook_resid_pre")))
+    # (L, 1, H, 20, D): the run's keys and values in the cache's layout, its one row for every batch row
+    keys = torch.stack([run[f"blocks.{layer}.attn.hook_k"].transpose(1, 2) for layer in range(3)])
+    values = torch.stack([run[f"blocks.{layer}.attn.hook_v"].transpose(1, 2) for layer in range(3)])
+
+    def stale_cache():  # keys, values and a length that the refill must replace
+        cache = model.new_kv_cache(batch_size=2)
+        model(torch.randint(0, 100, (2, 16)), cache)
+        return cache
+
+    with torch.no_grad():
+        cache = stale_cache()
+        cache.refill(keys, values, 12)  # the first 12 positions
+        assert cache.length == 12
+        steps = torch.cat([model(idx[:, t : t + 1].expand(2, 1), cache) for t in range(12, 20)], dim=1)
+        assert (steps - full[:, 12:]).abs().max() < 1e-5
+        # a rerun from layer 2 reads only the layers from 2 on: the stale layers 0 and 1 do not matter
+        cache = stale_cache()
+        cache.refill(keys, values, 12, first_layer=2)
+        rerun = model.unembed(model.run_blocks(run["blocks.2.hook_resid_pre"][:, 12:].expand(2, -1, -1), 2, cache))
+        assert (rerun - full[:, 12:]).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="holds 32 tokens; 40 requested"):
+        cache.refill(torch.zeros(3, 1, 4, 40, 8), torch.zeros(3, 1, 4, 40, 8), 40)
+
+
 def test_forward_rejects_sequences_longer_than_block(small_vocab_model):
     with pytest.raises(ValueError, match="block_size"):
         small_vocab_model(torch.zeros(1, 33, dtype=torch.long))
@@ -93,10 +122,10 @@ def test_training_mode_dropout_only_when_training():
 
 
 def test_a_single_row_takes_the_matrix_vector_product_with_the_same_result():
-    from gpt2.model import Linear
+    from gpt2.model import MatVecLinear
 
     torch.manual_seed(0)
-    layer, head = Linear(48, 96), Linear(48, 96, bias=False)
+    layer, head = MatVecLinear(48, 96), MatVecLinear(48, 96, bias=False)
     rows = torch.randn(1, 5, 48, requires_grad=True)
     for module in (layer, head):
         row = rows[:, -1:]  # (1, 1, 48): what a decoding step multiplies

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..analysis import Analysis, analyze
-from ..hooks import hooks, run_with_cache
+from ..hooks import act_name, hooks, run_with_cache
 from .common import LabError, Progress, embedding_weight, ids_tensor, target_logprob
 
 HEAD_SPEC = re.compile(r"^L(\d+)(?:H(\d+))?$", re.IGNORECASE)
@@ -64,9 +64,9 @@ class Ablation:
 @torch.no_grad()
 def mean_z(model, ids, layers) -> dict[int, torch.Tensor]:
     """Each head's output (hook_z) averaged over this text's positions in a clean run, (H, D) by layer."""
-    names = [f"blocks.{layer}.attn.hook_z" for layer in layers]
+    names = [act_name("z", layer) for layer in layers]
     _, cache = run_with_cache(model, ids_tensor(model, ids), names, return_hidden=True)
-    return {layer: cache[f"blocks.{layer}.attn.hook_z"][0].mean(0) for layer in layers}
+    return {layer: cache[act_name("z", layer)][0].mean(0) for layer in layers}
 
 
 def ablation_hooks(model, ids, ablation: Ablation) -> dict:
@@ -84,7 +84,7 @@ def ablation_hooks(model, ids, ablation: Ablation) -> dict:
 
         return hook
 
-    return {f"blocks.{layer}.attn.hook_z": replace(layer, heads) for layer, heads in by_layer.items()}
+    return {act_name("z", layer): replace(layer, heads) for layer, heads in by_layer.items()}
 
 
 def ablated_analysis(model, ids, ablation: Ablation) -> Analysis:
@@ -112,7 +112,7 @@ def ablation_sweep(model, analysis: Analysis, position: int, target: int, progre
             z[heads, :, heads] = means[layer].to(z.dtype)[:, None, :]  # (H, T', D) ← (H, 1, D)
             return z
 
-        with hooks(model, {f"blocks.{layer}.attn.hook_z": one_head_each}):
+        with hooks(model, {act_name("z", layer): one_head_each}):
             final = model.run_blocks(x, layer)[:, -1:]
         effects[layer] = target_logprob(model, final, target) - clean
         if progress:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..hooks import run_with_cache
+from ..hooks import act_name, run_with_cache
 from .common import embedding_weight, ids_tensor
 
 
@@ -33,14 +33,13 @@ def direct_attribution(model, ids, position: int, target: int) -> Attribution:
     by the final LayerNorm's scale frozen from this run, dotted with the target's unembedding scaled
     by the LayerNorm's gain (see docs/lab.md)."""
     L = model.config.num_layers
-    names = ["hook_embed", "hook_pos_embed", f"blocks.{L - 1}.hook_resid_post"]
-    names += [f"blocks.{layer}.attn.hook_z" for layer in range(L)] + [
-        f"blocks.{layer}.hook_mlp_out" for layer in range(L)
-    ]
+    final_name = act_name("resid_post", L - 1)
+    names = [act_name("embed"), act_name("pos_embed"), final_name]
+    names += [act_name(part, layer) for part in ("z", "mlp_out") for layer in range(L)]
     _, cache = run_with_cache(model, ids_tensor(model, ids)[:, : position + 1], names, return_hidden=True)
     at = {name: t[0, position].float() for name, t in cache.items()}  # the last position's activations
     ln = model.ln_f
-    final = at[f"blocks.{L - 1}.hook_resid_post"]
+    final = at[final_name]
     scale = (final.var(unbiased=False) + ln.eps).sqrt()
     direction = ln.weight.float() * model.lm_head.weight[target].float()  # (C,)
 
@@ -50,11 +49,11 @@ def direct_attribution(model, ids, position: int, target: int) -> Attribution:
     heads, biases, mlps = [], [], []
     for layer, block in enumerate(model.blocks):
         proj = block.attn.c_proj
-        z = at[f"blocks.{layer}.attn.hook_z"]  # (H, D)
+        z = at[act_name("z", layer)]  # (H, D)
         w_o = proj.weight.float().view(proj.out_features, *z.shape)  # (C, H, D): each head's columns
         heads.append(share(torch.einsum("chd,hd->hc", w_o, z)))
         biases.append(share(proj.bias.float()))
-        mlps.append(share(at[f"blocks.{layer}.hook_mlp_out"]))
+        mlps.append(share(at[act_name("mlp_out", layer)]))
     logit = float(model.unembed(final[None, None].to(embedding_weight(model)))[0, 0, target])
     return Attribution(
         position=position,
@@ -62,7 +61,7 @@ def direct_attribution(model, ids, position: int, target: int) -> Attribution:
         heads=torch.stack(heads).cpu(),
         mlps=torch.stack(mlps).cpu(),
         attn_biases=torch.stack(biases).cpu(),
-        embed=float(share(at["hook_embed"] + at["hook_pos_embed"])),
+        embed=float(share(at[act_name("embed")] + at[act_name("pos_embed")])),
         constant=float(ln.bias.float() @ model.lm_head.weight[target].float()),
         logit=logit,
     )

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..hooks import hooks, run_with_cache
+from ..hooks import act_name, hooks, run_with_cache
 from ..precision import causal_bf16
 from .common import LabError, Progress, embedding_weight, ids_tensor
 
@@ -30,15 +30,18 @@ class _Runs:
 
     def __init__(self, model, ids):
         L = model.config.num_layers
-        names = [f"blocks.{layer}.hook_resid_pre" for layer in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
-        for part in ("z", "k", "v"):
-            names += [f"blocks.{layer}.attn.hook_{part}" for layer in range(L)]
+        parts = ("resid_pre", "z", "k", "v")
+        names = [act_name(part, layer) for part in parts for layer in range(L)] + [act_name("resid_post", L - 1)]
         _, cache = run_with_cache(model, ids_tensor(model, ids), names, return_hidden=True)
-        self.resid = torch.cat([cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(L)])  # (L, T, C)
-        self.final = cache[f"blocks.{L - 1}.hook_resid_post"]  # (1, T, C)
-        self.z = torch.cat([cache[f"blocks.{layer}.attn.hook_z"] for layer in range(L)])  # (L, T, H, D)
-        self.keys = torch.stack([cache[f"blocks.{layer}.attn.hook_k"][0].transpose(0, 1) for layer in range(L)])
-        self.values = torch.stack([cache[f"blocks.{layer}.attn.hook_v"][0].transpose(0, 1) for layer in range(L)])
+
+        def every_layer(part: str) -> torch.Tensor:  # (L, T, ...): one run, its layers stacked
+            return torch.cat([cache[act_name(part, layer)] for layer in range(L)])
+
+        self.resid = every_layer("resid_pre")  # (L, T, C)
+        self.final = cache[act_name("resid_post", L - 1)]  # (1, T, C)
+        self.z = every_layer("z")  # (L, T, H, D)
+        self.keys = every_layer("k").transpose(1, 2)[:, None]  # (L, 1, H, T, D): a KVCache's layout
+        self.values = every_layer("v").transpose(1, 2)[:, None]
 
 
 PATCH_BATCH = 32  # reruns batched together
@@ -58,9 +61,7 @@ class _Rerun:
         """Logits at the last position (B, V) for the batch `x` (B, T - start, C) of streams entering
         `layer` at positions start..T-1."""
         cache = self.cache.rows(x.size(0))
-        cache.keys[layer:, :, :, :start] = self.corrupted.keys[layer:, None, :, :start]
-        cache.values[layer:, :, :, :start] = self.corrupted.values[layer:, None, :, :start]
-        cache.length = start
+        cache.refill(self.corrupted.keys, self.corrupted.values, start, first_layer=layer)
         with hooks(self.model, fns or {}):
             final = self.model.run_blocks(x, layer, kv_cache=cache)
         return self.model.unembed(final, only_last=True)[:, -1].float()
@@ -126,7 +127,7 @@ def patch(
                     return z
 
                 x = corrupted.resid[layer, start:].expand(H, -1, -1)
-                fns = {f"blocks.{layer}.attn.hook_z": clean_head_each}
+                fns = {act_name("z", layer): clean_head_each}
                 heads[layer] = restored(rerun.last_logits(x, layer, start, fns))
             if progress:
                 progress((layer + 1) / L)
