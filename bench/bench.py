@@ -210,9 +210,9 @@ def row_app(size, bundled: bool) -> dict:
     switch, and the grid with the score map."""
     from gpt2.explorer import views
     from gpt2.explorer.cache import AnalysisCache
+    from gpt2.explorer.figures import draw, figure_bytes, figure_json
     from gpt2.explorer.inputs import sampling_settings
     from gpt2.generate import stream_tokens
-    from gpt2.explorer.figures import draw, figure_bytes, figure_json
 
     model = _bundled_or_random(size, bundled)
     prompt_ids = list(range(1000, 1000 + size["prompt"]))

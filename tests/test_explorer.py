@@ -17,7 +17,15 @@ from gpt2 import GPT2
 from gpt2.analysis import layer_maps
 from gpt2.explorer import export, figures, lab_views, views
 from gpt2.explorer.cache import AnalysisCache
-from gpt2.explorer.inputs import MAX_PROMPT_CHARS, MEAN, UserInputError, encode_prompt, sampling_settings
+from gpt2.explorer.inputs import (
+    MAX_PROMPT_CHARS,
+    MEAN,
+    UserInputError,
+    encode_prompt,
+    parse_heads,
+    sampling_settings,
+    toggled_head,
+)
 from gpt2.explorer.models import BUNDLED_NAME, ModelStore, decoding_note
 from gpt2.explorer.session import Session
 from gpt2.quantize import Int8Linear
@@ -171,6 +179,17 @@ def test_cache_is_bounded_in_bytes_and_holds_sixteen_long_texts(model):
     assert len(cache) == 16 and cache.nbytes <= cache.budget_bytes
     again = cache.get("m", model, list(range(19, 1043)))
     assert cache.get("m", model, list(range(19, 1043))) is again
+
+
+def test_head_lists_are_checked_and_toggled():
+    assert parse_heads("l0h0, L1", 3, 4) == ((0, 0), (1, 0), (1, 1), (1, 2), (1, 3))
+    for bad, message in (("L3", "layer 3"), ("L0H4", "head 4"), ("head 2", "not a head"), ("", "at least one")):
+        with pytest.raises(UserInputError, match=message):
+            parse_heads(bad, 3, 4)
+    with pytest.raises(UserInputError, match="not a head or layer: 'foo bar'"):  # as typed, spaces kept
+        parse_heads("foo bar", 3, 4)
+    assert parse_heads("L1 H2", 3, 4) == ((1, 2),)
+    assert toggled_head("L1, l0h2", 0, 2) == "L1" and toggled_head("L1", 0, 2) == "L1, L0H2"
 
 
 # ---- views ---------------------------------------------------------------------------------------

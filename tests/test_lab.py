@@ -15,7 +15,6 @@ from gpt2.lab import (
     direct_attribution,
     lens_ranks,
     logit_lens,
-    parse_heads,
     patch,
     token_losses,
 )
@@ -75,7 +74,7 @@ def test_direct_attribution_sums_to_the_logit(model, ids):
 
 
 def test_zero_ablation_equals_a_model_with_the_heads_c_proj_columns_zeroed(model, ids):
-    ablation = Ablation(parse_heads("L1H2, L2H0", 3, 4), "zero")
+    ablation = Ablation(((1, 2), (2, 0)), "zero")
     with hooks(model, ablation_hooks(model, ids, ablation)):
         ablated = logits_of(model, ids)
     edited = GPT2.from_config(model.config).eval()
@@ -109,14 +108,7 @@ def test_the_sweep_equals_ablating_each_head_on_its_own(model, ids):
         assert effects[layer, head] == pytest.approx(float(ablated - clean), abs=1e-4)
 
 
-def test_head_names_and_modes_are_checked():
-    assert parse_heads("l0h0, L1", 3, 4) == ((0, 0), (1, 0), (1, 1), (1, 2), (1, 3))
-    for bad, message in (("L3", "layer 3"), ("L0H4", "head 4"), ("head 2", "not a head"), ("", "at least one")):
-        with pytest.raises(LabError, match=message):
-            parse_heads(bad, 3, 4)
-    with pytest.raises(LabError, match="not a head or layer: 'foo bar'"):  # as typed, spaces kept
-        parse_heads("foo bar", 3, 4)
-    assert parse_heads("L1 H2", 3, 4) == ((1, 2),)
+def test_ablation_modes_are_checked():
     with pytest.raises(LabError, match="zero or mean"):
         Ablation(((0, 0),), "half")
 
@@ -180,8 +172,9 @@ def test_the_bundled_models_induction_circuit(bundled):
     half = len(ids) // 2
     clean_loss = token_losses(bundled, analyze(bundled, ids))[0][half:].mean()
     assert clean_loss < 3.0
-    for heads, at_least, at_most in (("L1", 5.0, None), ("L0H0", 5.0, None), ("L4H2", None, 0.3)):
-        ablated = ablated_analysis(bundled, ids, Ablation(parse_heads(heads, 6, 4), "zero"))
+    layer1 = tuple((1, head) for head in range(4))
+    for heads, at_least, at_most in ((layer1, 5.0, None), (((0, 0),), 5.0, None), (((4, 2),), None, 0.3)):
+        ablated = ablated_analysis(bundled, ids, Ablation(heads, "zero"))
         rise = float(token_losses(bundled, ablated)[0][half:].mean() - clean_loss)
         if at_least is not None:
             assert rise > at_least, (heads, rise)

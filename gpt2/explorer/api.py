@@ -4,11 +4,11 @@ line (see `errors.user_errors`)."""
 
 from collections.abc import Iterator
 
-from ..lab import Ablation, parse_heads
+from ..lab import Ablation
 from ..tokenizer import get_tokenizer
 from . import lab_views, service, views
 from .errors import user_errors
-from .inputs import encode_prompt
+from .inputs import encode_prompt, parse_heads
 from .models import BUNDLED_NAME
 from .widgets import on_gpu
 

@@ -9,7 +9,7 @@ from ..lab import Ablation
 from . import export, service, views
 from .chart import visible_token
 from .errors import user_errors
-from .inputs import MEAN, UserInputError, head_value, parse_head_value
+from .inputs import MEAN, UserInputError, head_value, parse_head_value, toggled_head
 from .session import Session
 from .texts import ABLATED, ATTENTION_TAB, CLEAN, LOG_OPTION, MEAN_OPTION, SINK_OPTION
 from .widgets import CLICK_TARGETS, OPEN_HEAD, SELECT_QUERY, TOGGLE_HEAD, on_gpu, plot, w
@@ -137,14 +137,6 @@ def _clicked_cell(value) -> tuple[str, int, int]:
     if owner not in CLICK_TARGETS:
         raise UserInputError(f"not a clickable plot: {owner[:40]!r}")
     return CLICK_TARGETS[owner], row, col
-
-
-def toggled_head(heads_text, layer: int, head: int) -> str:
-    """The lab's head list with `L{layer}H{head}` added, or removed if it was there."""
-    name = f"L{layer}H{head}"
-    parts = [p.strip() for p in str(heads_text or "").split(",") if p.strip()]
-    kept = [p for p in parts if p.upper() != name]
-    return ", ".join(kept if len(kept) < len(parts) else [*parts, name])
 
 
 @user_errors("status_box")

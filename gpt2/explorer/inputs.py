@@ -1,9 +1,11 @@
-"""What a visitor sends, checked: prompts, generation settings, numbers, head names.
+"""What a visitor sends, checked: prompts, generation settings, numbers, head names and the lab's
+head lists ("L0H0, L1H2", "L1").
 
 Every check raises `UserInputError` with a one-line message the UI shows as it is (and the API
 returns as its error), never a traceback.
 """
 
+import re
 from dataclasses import dataclass
 
 from ..generate import SamplingError, SamplingSettings
@@ -12,6 +14,7 @@ from ..tokenizer import Tokenizer, get_tokenizer
 MAX_PROMPT_CHARS = 100_000  # refused before tokenizing; a 1024-token prompt is ~4,000 characters
 MAX_NEW_TOKENS = 1024
 MEAN = "mean"  # the head value that means "mean over the layer's heads"
+HEAD_SPEC = re.compile(r"^L(\d+)(?:H(\d+))?$", re.IGNORECASE)  # "L1H2", or "L1" for a whole layer
 
 
 class UserInputError(ValueError):
@@ -103,3 +106,38 @@ def check_head(layer, head, num_layers: int, num_heads: int) -> tuple[int, int |
     if not 0 <= head < num_heads:
         raise UserInputError(f"head must be between 0 and {num_heads - 1} (or '{MEAN}'), got {head}")
     return layer, head
+
+
+def parse_heads(text, num_layers: int, num_heads: int) -> tuple[tuple[int, int], ...]:
+    """`"L0H0, L1H2"` or `"L1"` (every head of layer 1) → sorted (layer, head) pairs."""
+    heads = set()
+    for part in str(text).replace(";", ",").split(","):
+        typed = part.strip()
+        if not typed:
+            continue
+        match = HEAD_SPEC.match(typed.replace(" ", ""))  # "L1 H2" is L1H2
+        if not match:
+            raise UserInputError(
+                f"not a head or layer: {typed[:20]!r} (write heads like L0H0, L1H2, or L1 for a layer)"
+            )
+        layer = int(match.group(1))
+        if layer >= num_layers:
+            raise UserInputError(f"layer {layer} does not exist: the model has layers 0 to {num_layers - 1}")
+        if match.group(2) is None:
+            heads.update((layer, h) for h in range(num_heads))
+            continue
+        head = int(match.group(2))
+        if head >= num_heads:
+            raise UserInputError(f"head {head} does not exist: layers have heads 0 to {num_heads - 1}")
+        heads.add((layer, head))
+    if not heads:
+        raise UserInputError("name at least one head to ablate, e.g. L0H0 or L1")
+    return tuple(sorted(heads))
+
+
+def toggled_head(heads_text, layer: int, head: int) -> str:
+    """The typed head list with `L{layer}H{head}` added, or removed if it was there."""
+    name = f"L{layer}H{head}"
+    parts = [p.strip() for p in str(heads_text or "").split(",") if p.strip()]
+    kept = [p for p in parts if p.upper() != name]
+    return ", ".join(kept if len(kept) < len(parts) else [*parts, name])

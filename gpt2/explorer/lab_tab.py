@@ -3,12 +3,12 @@ tutorial's steps, and the export of every view on screen."""
 
 import gradio as gr
 
-from ..lab import Ablation, parse_heads
+from ..lab import Ablation
 from ..tokenizer import get_tokenizer
 from . import export, lab_views, service
 from .attention_tab import session_entry
 from .errors import user_errors
-from .inputs import UserInputError, encode_prompt
+from .inputs import UserInputError, encode_prompt, parse_heads
 from .session import EMPTY_SESSION
 from .widgets import on_gpu, plot, w
 

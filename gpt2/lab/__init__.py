@@ -15,13 +15,11 @@ position alone, and those keys and values come from a cache of the unchanged run
 
 from .ablation import (
     ABLATION_MODES,
-    HEAD_SPEC,
     Ablation,
     ablated_analysis,
     ablation_hooks,
     ablation_sweep,
     mean_z,
-    parse_heads,
 )
 from .attribution import Attribution, direct_attribution
 from .common import ROW_CHUNK, LabError, Progress
@@ -30,7 +28,6 @@ from .patching import PATCH_BATCH, Patching, patch
 
 __all__ = [
     "ABLATION_MODES",
-    "HEAD_SPEC",
     "PATCH_BATCH",
     "ROW_CHUNK",
     "Ablation",
@@ -46,7 +43,6 @@ __all__ = [
     "lens_ranks",
     "logit_lens",
     "mean_z",
-    "parse_heads",
     "patch",
     "token_losses",
 ]

@@ -1,7 +1,6 @@
 """Zero and mean ablation of heads, the ablated rerun, and the one-head-at-a-time sweep
 (docs/lab.md, "Ablation")."""
 
-import re
 from dataclasses import dataclass
 
 import torch
@@ -9,34 +8,6 @@ import torch
 from ..analysis import Analysis, analyze
 from ..hooks import act_name, hooks, run_with_cache
 from .common import LabError, Progress, embedding_weight, ids_tensor, target_logprob
-
-HEAD_SPEC = re.compile(r"^L(\d+)(?:H(\d+))?$", re.IGNORECASE)
-
-
-def parse_heads(text: str, num_layers: int, num_heads: int) -> tuple[tuple[int, int], ...]:
-    """`"L0H0, L1H2"` or `"L1"` (every head of layer 1) → sorted (layer, head) pairs."""
-    heads = set()
-    for part in str(text).replace(";", ",").split(","):
-        typed = part.strip()
-        if not typed:
-            continue
-        match = HEAD_SPEC.match(typed.replace(" ", ""))  # "L1 H2" is L1H2
-        if not match:
-            raise LabError(f"not a head or layer: {typed[:20]!r} (write heads like L0H0, L1H2, or L1 for a layer)")
-        layer = int(match.group(1))
-        if layer >= num_layers:
-            raise LabError(f"layer {layer} does not exist: the model has layers 0 to {num_layers - 1}")
-        if match.group(2) is None:
-            heads.update((layer, h) for h in range(num_heads))
-            continue
-        head = int(match.group(2))
-        if head >= num_heads:
-            raise LabError(f"head {head} does not exist: layers have heads 0 to {num_heads - 1}")
-        heads.add((layer, head))
-    if not heads:
-        raise LabError("name at least one head to ablate, e.g. L0H0 or L1")
-    return tuple(sorted(heads))
-
 
 ABLATION_MODES = ("zero", "mean")
 
