@@ -37,17 +37,18 @@ def check_head(model, layer: int, head: int) -> None:
         raise CellError(f"head {head} is out of range: the model has heads 0..{H - 1}")
 
 
-def head_weights(model) -> dict[str, torch.Tensor]:
+def head_weights(model, layer: int | None = None) -> dict[str, torch.Tensor]:
     """{"W_Q", "W_K", "W_V": (L, H, C, D), "W_O": (L, H, D, C), "b_Q", "b_K", "b_V": (L, H, D)},
-    detached, on the model's device and in its dtype."""
-    L, H, C = model.config.num_layers, model.config.num_heads, model.config.embed_dim
+    detached, on the model's device and in its dtype; without the leading L for one `layer`."""
+    blocks = model.blocks if layer is None else [model.blocks[layer]]
+    L, H, C = len(blocks), model.config.num_heads, model.config.embed_dim
     D = C // H
-    qkv = torch.stack([block.attn.c_attn.weight.detach() for block in model.blocks])  # (L, 3C, C)
+    qkv = torch.stack([block.attn.c_attn.weight.detach() for block in blocks])  # (L, 3C, C)
     qkv = qkv.view(L, 3, H, D, C).transpose(-1, -2)  # (L, 3, H, C, D)
-    bias = torch.stack([block.attn.c_attn.bias.detach() for block in model.blocks]).view(L, 3, H, D)
-    proj = torch.stack([block.attn.c_proj.weight.detach() for block in model.blocks])  # (L, C_out, C_in)
+    bias = torch.stack([block.attn.c_attn.bias.detach() for block in blocks]).view(L, 3, H, D)
+    proj = torch.stack([block.attn.c_proj.weight.detach() for block in blocks])  # (L, C_out, C_in)
     W_O = proj.view(L, C, H, D).permute(0, 2, 3, 1)  # (L, H, D, C)
-    return {
+    weights = {
         "W_Q": qkv[:, 0],
         "W_K": qkv[:, 1],
         "W_V": qkv[:, 2],
@@ -56,6 +57,7 @@ def head_weights(model) -> dict[str, torch.Tensor]:
         "b_K": bias[:, 1],
         "b_V": bias[:, 2],
     }
+    return weights if layer is None else {name: w[0] for name, w in weights.items()}
 
 
 def known_tokens(model, count: int = POOL_SIZE) -> torch.Tensor:

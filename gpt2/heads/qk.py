@@ -102,27 +102,28 @@ def _parts(model, analysis: Analysis, outputs: HeadOutputs, layer: int, position
     """The parts of x_layer at `positions` (P of them) in `part_labels` order without the constant,
     float64: (n - 1, P, C), or with `along` (C,) their dot products with it, (n - 1, P), computed
     without holding every part at every position. The parts sum to the cached stream."""
-    W_O = head_weights(model)["W_O"].cpu().double()  # (L, H, D, C)
+    dtype = torch.float64 if along is None else torch.float32  # every position: float32 products
+    along = None if along is None else along.float()
 
     def project(c):  # (..., C) → (..., C) or (...,)
+        c = c.to(dtype)
         return c if along is None else c @ along
 
-    resid = project(analysis.resid[: layer + 1, positions].double())  # (layer + 1, P[, C])
+    resid = project(analysis.resid[: layer + 1, positions])  # (layer + 1, P[, C])
     ids = torch.as_tensor(analysis.ids)[positions].to(model.wte.weight.device)
     pos = torch.arange(len(analysis.ids), device=ids.device)[positions]
-    parts = [
-        project(table.weight.detach()[rows].cpu().double()) for table, rows in ((model.wte, ids), (model.wpe, pos))
-    ]
+    parts = [project(table.weight.detach()[rows].cpu()) for table, rows in ((model.wte, ids), (model.wpe, pos))]
     for earlier in range(layer):
-        z = outputs.get(earlier)[positions].double()  # (P, H, D)
+        z = outputs.get(earlier)[positions].to(dtype)  # (P, H, D)
+        W_O = head_weights(model, earlier)["W_O"].cpu().to(dtype)  # (H, D, C)
         if along is None:
-            heads = torch.einsum("phd,hdc->hpc", z, W_O[earlier])  # (H, P, C)
+            heads = torch.einsum("phd,hdc->hpc", z, W_O)  # (H, P, C)
         else:
-            heads = torch.einsum("phd,hd->hp", z, W_O[earlier] @ along)  # (H, P)
-        b_O = project(model.blocks[earlier].attn.c_proj.bias.detach().cpu().double()).expand_as(heads[0])
+            heads = torch.einsum("phd,hd->hp", z, W_O @ along)  # (H, P)
+        b_O = project(model.blocks[earlier].attn.c_proj.bias.detach().cpu()).expand_as(heads[0])
         mlp = resid[earlier + 1] - resid[earlier] - heads.sum(0) - b_O
         parts += [*heads, b_O, mlp]
-    return torch.stack(parts)
+    return torch.stack(parts).double()
 
 
 def qk_attribution_from(
@@ -135,7 +136,7 @@ def qk_attribution_from(
     outputs = outputs if outputs is not None else HeadOutputs(model, analysis)
     ln = model.blocks[layer].ln_1
     gamma, beta = (p.detach().cpu().double() for p in (ln.weight, ln.bias))
-    w = {name: t[layer, head].cpu().double() for name, t in head_weights(model).items()}
+    w = {name: t[head].cpu().double() for name, t in head_weights(model, layer).items()}
     D = w["W_Q"].size(-1)
     x = analysis.resid[layer, : query + 1].double()  # (i + 1, C): the stream each visible key reads
     sigma = (x.var(-1, unbiased=False) + ln.eps).sqrt()  # (i + 1,) ln_1's scale, frozen
