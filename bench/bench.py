@@ -285,6 +285,85 @@ def run_row(name: str, size_name: str, *args) -> dict:
 ROWS = {"decode": row_decode, "floor": row_floor, "analysis": row_analysis, "app": row_app, "lab": row_lab}
 
 
+def row_heads_cell(size, bundled: bool) -> dict:
+    """QK attribution of one cell of the last layer (query T - 1, key T / 2) at the block size: the
+    first cell of a text (its earlier layers' head outputs recomputed from the analysis) and later
+    cells (those outputs reused); the analysis pass itself is not timed."""
+    from gpt2.analysis import analyze
+    from gpt2.heads import HeadOutputs, qk_attribution_from
+
+    model = _bundled_or_random(size, bundled)
+    T, layer = model.config.block_size, model.config.num_layers - 1
+    ids = torch.randint(1000, 5000, (T,), generator=torch.Generator().manual_seed(0)).tolist()
+    analysis = analyze(model, ids)
+    outputs = HeadOutputs(model, analysis)
+    cells = iter([(head % model.config.num_heads, T - 1 - head % 7, head % T) for head in range(10_000)])
+
+    def first_cell():
+        return qk_attribution_from(model, analysis, layer, 0, T - 1, T // 2, HeadOutputs(model, analysis))
+
+    def later_cell():
+        head, query, key = next(cells)
+        return qk_attribution_from(model, analysis, layer, head, query, key, outputs)
+
+    return {
+        "model": "bundled" if bundled else "random GPT-2 shape",
+        "T": T,
+        "layer": layer,
+        "first_cell_s": median_time(first_cell, size["reps"]),
+        "cell_s": median_time(later_cell, size["reps"]),
+        "head_outputs_MiB": outputs.nbytes / 2**20,
+        "analysis_MiB": analysis.nbytes / 2**20,
+    }
+
+
+def row_heads_weights(size, bundled: bool) -> dict:
+    """Once per model, before any cache: composition scores in all three modes, and the model's roles."""
+    from gpt2.heads import composition_scores, forget, model_roles
+
+    model = _bundled_or_random(size, bundled)
+
+    def composition():
+        forget(model)
+        return [composition_scores(model, mode) for mode in "qkv"]
+
+    def roles():
+        forget(model)
+        return model_roles(model)
+
+    reps = max(1, size["reps"] // 2)
+    return {
+        "model": "bundled" if bundled else "random GPT-2 shape",
+        "composition_s": median_time(composition, reps),
+        "roles_s": median_time(roles, reps),
+        "labels": model_roles(model).labels,
+    }
+
+
+ROWS |= {"heads cell": row_heads_cell, "heads weights": row_heads_weights}
+
+
+def heads_report(size_name: str) -> dict:
+    """The heads-explained rows (`python bench/bench.py --heads`), each in its own process."""
+    rows = {}
+    for bundled, name in ((True, "bundled"), (False, "GPT-2 shape")):
+        rows[f"heads cell ({name})"] = run_row("heads cell", size_name, bundled)
+        rows[f"heads weights ({name})"] = run_row("heads weights", size_name, bundled)
+    for name, r in rows.items():
+        if "first_cell_s" in r:
+            print(
+                f"{name:28s} T={r['T']} layer {r['layer']}: first cell {r['first_cell_s'] * 1000:.1f} ms,"
+                f" later cells {r['cell_s'] * 1000:.1f} ms; head outputs {r['head_outputs_MiB']:.1f} MiB,"
+                f" analysis {r['analysis_MiB']:.1f} MiB; peak RSS {r['peak_rss_MB']:.0f} MB"
+            )
+        else:
+            print(
+                f"{name:28s} composition (q, k, v) {r['composition_s'] * 1000:.0f} ms; roles {r['roles_s'] * 1000:.0f} ms;"
+                f" peak RSS {r['peak_rss_MB']:.0f} MB"
+            )
+    return rows
+
+
 def report(results: dict, size: dict) -> None:
     rows = results["rows"]
     floor = rows["floor"]["floor_tok_s"]
@@ -337,8 +416,14 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the test suite")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--heads", action="store_true", help="only the heads-explained rows")
     args = parser.parse_args(argv)
     size_name = "quick" if args.quick else "full"
+    if args.heads:
+        results = {"size": size_name, "threads": torch.get_num_threads(), "rows": heads_report(size_name)}
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        return results
     size = SIZES[size_name]
     results = {"size": size_name, "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": {}}
     rows = results["rows"]
