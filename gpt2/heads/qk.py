@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..analysis import Analysis, analyze
-from ..hooks import hooks
+from ..hooks import act_name, hooks
 from .common import CellError, check_head, head_label, head_weights
 
 
@@ -39,7 +39,7 @@ class HeadOutputs:
             def keep(z, _hook):
                 kept["z"] = z[0].float().cpu()
 
-            with hooks(self.model, {f"blocks.{layer}.attn.hook_z": keep}):
+            with hooks(self.model, {act_name("z", layer): keep}):
                 block.attn(block.ln_1(x))
             self.layers[layer] = kept["z"]
         return self.layers[layer]

@@ -15,7 +15,7 @@ import torch
 
 from ..analysis import analyze
 from ..data import random_repeated_tokens
-from ..hooks import hooks
+from ..hooks import act_name, hooks
 from ..scores import head_scores
 from ..tokenizer import get_tokenizer
 from .circuits import copying_scores
@@ -104,7 +104,7 @@ def random_sequence_scores(model, pool: torch.Tensor, batch: int = BATCH, length
 
         return hook
 
-    fns = {f"blocks.{layer}.attn.hook_pattern": reduce(layer) for layer in range(len(model.blocks))}
+    fns = {act_name("pattern", layer): reduce(layer) for layer in range(len(model.blocks))}
     with hooks(model, fns):
         model.run_blocks(model.embed(idx))
     return {name: torch.stack([s[name] for s in per_layer]).cpu() for name in per_layer[0]}
