@@ -13,7 +13,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
+import torch
+
 from ..analysis import Analysis, analyze
+from ..heads import HeadOutputs
 from ..lab import Ablation, ablated_analysis
 from ..tokenizer import get_tokenizer
 
@@ -126,12 +129,18 @@ class Entry:
         return self.analysis.nbytes + sum(len(t) for t in self.tokens)
 
 
+def _nbytes(value: "Entry | torch.Tensor") -> int:
+    """What an analysis entry or a layer's head outputs holds."""
+    return value.numel() * value.element_size() if isinstance(value, torch.Tensor) else value.nbytes
+
+
 class AnalysisCache:
     """The analyses every visitor shares, keyed by (model name, token ids, ablation), at most
-    `budget_bytes` of them; two identical requests at once run one pass."""
+    `budget_bytes` of them; two identical requests at once run one pass. The same budget holds the
+    head outputs a text's QK attributions recompute (`head_outputs`), a layer at a time."""
 
     def __init__(self, budget_bytes: int = 1 << 30):
-        self._entries = KeyedCache(budget_bytes, size=lambda entry: entry.nbytes)
+        self._entries = KeyedCache(budget_bytes, size=_nbytes)
 
     def get(self, model_name: str, model, ids, ablation: Ablation | None = None) -> Entry:
         ran_a_pass = False
@@ -148,6 +157,14 @@ class AnalysisCache:
             release_freed_memory()
         return entry
 
+    def head_outputs(
+        self, model_name: str, model, entry: Entry, ablation: Ablation | None = None
+    ) -> "CachedHeadOutputs":
+        """The text's head outputs (`gpt2.heads.HeadOutputs`), each layer recomputed once and kept here."""
+        return CachedHeadOutputs(
+            self._entries, (model_name, tuple(entry.analysis.ids), ablation), model, entry.analysis
+        )
+
     @property
     def budget_bytes(self) -> int:
         return self._entries.bound
@@ -158,3 +175,17 @@ class AnalysisCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class CachedHeadOutputs(HeadOutputs):
+    """`HeadOutputs` whose layers live in the analysis cache, under the text's key and the layer, so
+    they count in its byte budget and go when it needs the room."""
+
+    def __init__(self, values: KeyedCache, text_key: tuple, model, analysis: Analysis):
+        super().__init__(model, analysis)
+        self._values, self._text_key = values, text_key
+
+    def get(self, layer: int) -> torch.Tensor:
+        return self._values.get(
+            ("head outputs", *self._text_key, layer), lambda: HeadOutputs(self.model, self.analysis).get(layer)
+        )

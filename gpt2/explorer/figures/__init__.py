@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from ..chart import MAX_AXIS, Chart, visible_token
 from .attention import attention_heatmap, head_grid, layer_head_map, text_heatmap
+from .heads import composition_map, partner_bars, qk_matrix, qk_parts
 from .series import (
     bar_series,
     layer_position_map,
@@ -36,6 +37,10 @@ DRAWINGS = {
         line_series,
         probability_bars,
         token_line,
+        qk_parts,
+        qk_matrix,
+        composition_map,
+        partner_bars,
     )
 }
 
