@@ -1,16 +1,24 @@
 () => {
   // The page's script, run once when the app loads. Clicks on a head in the grid or a score map, on
-  // a heatmap row, or on a head in the lab's maps reach Python through the hidden #click-bridge box
-  // as "owner:row,column"; Ctrl/Cmd+Enter in the prompt generates; byte tokens get a hover title.
+  // a heatmap cell, on a head in the lab's maps or on the composition map reach Python through the
+  // hidden #click-bridge box as "owner:row,column", and the panel that answers is scrolled into view
+  // if it is off screen; Ctrl/Cmd+Enter in the prompt generates; byte tokens get a hover title.
   const bridge = (value) => {
     const box = document.querySelector('#click-bridge textarea, #click-bridge input');
     if (!box) return;
     box.value = value + '@' + Date.now();
     box.dispatchEvent(new Event('input', {bubbles: true}));
   };
-  const owners = __CLICK_TARGETS__;  // the plots whose clicks Python handles (widgets.CLICK_TARGETS)
+  // the plots whose clicks Python handles, each with where its answer appears (widgets.CLICK_TARGETS)
+  const targets = __CLICK_TARGETS__;
+  const reveal = (selector) => {  // scroll the answer's panel into view if it is off screen
+    const panel = selector && document.querySelector(selector);
+    if (!panel) return;
+    const box = panel.getBoundingClientRect();
+    if (box.top < 0 || box.top > window.innerHeight - 120) panel.scrollIntoView({block: 'start'});
+  };
   const bind = () => {
-    for (const id of owners) {
+    for (const [id, answer] of Object.entries(targets)) {
       const gd = document.querySelector(`#${id} .js-plotly-plot`);
       if (!gd || gd.__explorerBound || typeof gd.on !== 'function') continue;
       gd.__explorerBound = true;
@@ -25,6 +33,7 @@
           col = Math.floor(col / cell);
         }
         bridge(`${id}:${row},${col}`);
+        reveal(answer);
       });
     }
   };

@@ -1,14 +1,17 @@
-"""The app's named API endpoints (`/generate`, `/attention`, the lab's five): each checks its input,
+"""The app's named API endpoints (`/generate`, `/attention`, the lab's five, heads explained's four):
+each checks its input,
 computes the same numbers the page shows (no figure is drawn), and answers a user error with one
 line (see `errors.user_errors`)."""
 
 from collections.abc import Iterator
 
+from ..heads import composition_scores, model_roles
 from ..lab import Ablation
 from ..tokenizer import get_tokenizer
-from . import lab_views, service, views
+from . import heads_views, lab_views, service, views
 from .errors import user_errors
-from .inputs import encode_prompt, parse_heads
+from .heads_tab import card_token_ids
+from .inputs import MEAN, UserInputError, as_int, check_head, encode_prompt, parse_heads
 from .models import BUNDLED_NAME
 from .widgets import on_gpu
 
@@ -111,3 +114,54 @@ def api_patch(clean: str, corrupted: str, model: str = BUNDLED_NAME) -> dict:
     corrupted_ids = encode_prompt(corrupted, loaded.config.block_size, what="the corrupted prompt").ids
     resid_view, _, _ = lab_views.patch_views(loaded, clean_ids, corrupted_ids)
     return {key: resid_view.data[key] for key in ("answer_clean", "answer_corrupted", "resid", "heads")}
+
+
+@user_errors()
+@on_gpu
+def api_qk_attribution(
+    prompt: str, model: str = BUNDLED_NAME, layer: int = 0, head: int = 0, query: int = -1, key: int = 0
+) -> dict:
+    """Why `query` attends to `key` in head (layer, head) of the prompt: {"score", "mean_score", "labels"
+    (the parts: tok, pos, L{l}H{h}, b_O{l}, MLP{l}, bias), "query" and "key" (each part's share,
+    summed over the other side), "key_contrast" (the key side's share minus its mean over the keys the
+    query sees), "matrix" (query part × key part)}; query -1 is the last position (docs/lab.md)."""
+    loaded, entry = _api_entry(prompt, model)
+    T = len(entry.analysis.ids)
+    query = as_int(query, "query")
+    query = query + T if query < 0 else query
+    layer, head = check_head(layer, head, loaded.config.num_layers, loaded.config.num_heads)
+    if head == MEAN:
+        raise UserInputError("QK attribution is of one head: give a head number")
+    outputs = service.analyses().head_outputs(service.models().resolve(model), loaded, entry)
+    return heads_views.qk_view(loaded, entry, outputs, layer, head, query, as_int(key, "key")).data
+
+
+@user_errors()
+@on_gpu
+def api_composition(model: str = BUNDLED_NAME, mode: str = "k") -> dict:
+    """{"mode", "scores": (L, H, L, H)}: how much each sender head's output can reach each later head's
+    queries ("q"), keys ("k") or values ("v"), from the weights (docs/lab.md)."""
+    scores = composition_scores(service.models().get(model), mode)
+    return {"mode": str(mode).lower(), "scores": scores.tolist()}
+
+
+@user_errors()
+@on_gpu
+def api_head_roles(model: str = BUNDLED_NAME) -> dict:
+    """{"labels": (L, H), "scores": {role score name: (L, H)}}: every head's role from the model's own
+    behaviour on random repeated sequences, a fixed text and its weights, not from any prompt."""
+    return model_roles(service.models().get(model)).to_dict()
+
+
+@user_errors()
+@on_gpu
+def api_head_card(model: str = BUNDLED_NAME, layer: int = 0, head: int = 0, tokens: str = "") -> dict:
+    """A head's passport: {"role", "scores" (its role scores, "copying" among them), "partners" (its
+    strongest composition partners), "ov" and "qk" (token tables for `tokens`, by default a few the
+    model knows)}."""
+    loaded = service.models().get(model)
+    layer, head = check_head(layer, head, loaded.config.num_layers, loaded.config.num_heads)
+    if head == MEAN:
+        raise UserInputError("a head card is of one head: give a head number")
+    view, _ = heads_views.head_card(loaded, layer, head, card_token_ids(loaded, tokens, None))
+    return {**view.data, "copying": view.data["scores"]["copying"]}

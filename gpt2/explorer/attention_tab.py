@@ -6,13 +6,18 @@ from dataclasses import dataclass
 import gradio as gr
 
 from ..lab import Ablation
-from . import export, service, views
+from . import export, heads_views, service, views
 from .chart import visible_token
 from .errors import user_errors
-from .inputs import MEAN, UserInputError, head_value, parse_head_value, toggled_head
+from .inputs import MEAN, UserInputError, parse_head_value
 from .session import Session
-from .texts import ABLATED, ATTENTION_TAB, CLEAN, LOG_OPTION, MEAN_OPTION, SINK_OPTION
-from .widgets import CLICK_TARGETS, OPEN_HEAD, SELECT_QUERY, TOGGLE_HEAD, on_gpu, plot, w
+from .texts import ABLATED, CLEAN, LOG_OPTION, MEAN_OPTION, MODEL_ROLES, QK_START, SINK_OPTION
+from .widgets import empty_plot, on_gpu, plot, w
+
+
+def run_ablation(run: str, ablation: Ablation | None) -> Ablation | None:
+    """The ablation of the run shown: None for the clean run."""
+    return ablation if run == ABLATED and ablation is not None else None
 
 
 def session_entry(session: Session, run: str = CLEAN, ablation: Ablation | None = None):
@@ -21,8 +26,7 @@ def session_entry(session: Session, run: str = CLEAN, ablation: Ablation | None 
         raise UserInputError("generate some text first")
     model = service.models().get(session.model)
     window = session.window(model.config.block_size)
-    use = ablation if run == ABLATED and ablation is not None else None
-    return model, service.analyses().get(session.model, model, window.ids, use), window
+    return model, service.analyses().get(session.model, model, window.ids, run_ablation(run, ablation)), window
 
 
 def query_position(entry, query) -> int:
@@ -61,12 +65,14 @@ def _attention_views(model, entry, window, view: HeadView, query: int) -> dict:
     }
 
 
-def _grid_views(entry, view: HeadView, score_name) -> dict:
+def _grid_views(model, entry, view: HeadView, score_name) -> dict:
     selected = (view.layer, view.grid_head)
-    return {
-        w.grid: plot(views.grid_view(entry, selected)),
-        w.scores_plot: plot(views.score_view(entry, score_name, selected)),
-    }
+    if score_name == MODEL_ROLES:
+        roles = heads_views.roles_view(model, selected)
+        scores = plot(roles.chart, label=roles.label)
+    else:
+        scores = plot(views.score_view(entry, score_name, selected), label="This text's head scores")
+    return {w.grid: plot(views.grid_view(entry, selected)), w.scores_plot: scores}
 
 
 @user_errors("status_box")
@@ -85,7 +91,8 @@ def refresh_views(session, head_choice, options, score_name, query, run, ablatio
         w.head_box: gr.update(choices=choices, value=head_choice),
         w.query_state: query,
         **_attention_views(model, entry, window, view, query),
-        **_grid_views(entry, view, score_name),
+        **_grid_views(model, entry, view, score_name),
+        **qk_blank(),
     }
 
 
@@ -99,18 +106,48 @@ def update_head(session, head_choice, options, score_name, query, run, ablation)
     return {
         w.head_box: gr.update(choices=views.head_choices(entry), value=head_choice),
         **_attention_views(model, entry, window, view, query_position(entry, query)),
-        **_grid_views(entry, view, score_name),
+        **_grid_views(model, entry, view, score_name),
+        **qk_blank(),
     }
 
 
-def _select_query(session, head_choice, options, run, ablation, position) -> dict:
+@dataclass(frozen=True)
+class QKShown:
+    """The cell whose QK parts are on screen, and their view (for the matrix and the export)."""
+
+    run: str
+    layer: int
+    head: int
+    query: int
+    key: int
+    view: object  # lab_views.View
+
+
+def qk_blank(message: str = QK_START) -> dict:
+    return {w.qk_plot: gr.update(value=empty_plot(message, 220), label="Why this key"), w.qk_shown: None}
+
+
+def _qk_views(session, model, entry, view: HeadView, run, ablation, query: int, key: int | None) -> dict:
+    """Why the query attends to `key` (by default the key it attends to most), in the head shown."""
+    if view.head == MEAN:
+        return qk_blank("Choose one head (not the layer's mean) to see why its query attends where it does.")
+    if key is None:
+        key = int(views.head_map(model, entry, view.layer, view.head)[query, : query + 1].argmax())
+    outputs = service.analyses().head_outputs(session.model, model, entry, run_ablation(run, ablation))
+    qk = heads_views.qk_view(model, entry, outputs, view.layer, view.head, query, key)
+    return {w.qk_plot: plot(qk.chart, label=qk.label), w.qk_shown: QKShown(run, view.layer, view.head, query, key, qk)}
+
+
+def _select_query(session, head_choice, options, run, ablation, position, key=None) -> dict:
     model, entry, window = session_entry(session, run, ablation)
     query = query_position(entry, position)
     token = visible_token(entry.tokens[query])
+    view = _head_view(head_choice, options)
     return {
         w.query_state: query,
         w.status_box: f"Query: token {query} '{token}'.",
-        **_attention_views(model, entry, window, _head_view(head_choice, options), query),
+        **_attention_views(model, entry, window, view, query),
+        **_qk_views(session, model, entry, view, run, ablation, query, key),
     }
 
 
@@ -127,39 +164,24 @@ def select_query(session, head_choice, options, run, ablation, evt: gr.SelectDat
     return _select_query(session, head_choice, options, run, ablation, position)
 
 
-def _clicked_cell(value) -> tuple[str, int, int]:
-    """(action, row, column) of a click the page's script sent as "owner:row,column@time"."""
-    owner, _, rest = str(value).partition(":")
-    try:
-        row, col = (int(part) for part in rest.split("@")[0].split(","))
-    except ValueError:
-        raise UserInputError(f"not a plot click: {str(value)[:40]!r}") from None
-    if owner not in CLICK_TARGETS:
-        raise UserInputError(f"not a clickable plot: {owner[:40]!r}")
-    return CLICK_TARGETS[owner], row, col
+@user_errors("status_box")
+@on_gpu
+def show_qk_matrix(session, shown: QKShown | None, ablation):
+    """Every query-side part × key-side part of the cell on screen."""
+    if shown is None:
+        raise UserInputError("click a token or a heatmap cell first: the matrix is of the cell shown")
+    model, entry, _ = session_entry(session, shown.run, ablation)
+    outputs = service.analyses().head_outputs(session.model, model, entry, run_ablation(shown.run, ablation))
+    matrix = heads_views.qk_matrix_view(model, entry, outputs, shown.layer, shown.head, shown.query, shown.key)
+    return {w.qk_matrix: plot(matrix.chart, label=matrix.label)}
 
 
 @user_errors("status_box")
 @on_gpu
-def bridge_click(value, session, head_choice, options, score_name, query, run, ablation, lab_heads):
-    """A click in one of the `CLICK_TARGETS` plots."""
-    action, row, col = _clicked_cell(value)
-    if action == OPEN_HEAD:  # the head, in the Attention tab
-        choice, options = head_value(row, col), [o for o in options or [] if o != MEAN_OPTION]
-        result = update_head(session, choice, options, score_name, query, run, ablation)
-        return {w.options_box: options, w.tabs: gr.Tabs(selected=ATTENTION_TAB), **result}
-    if action == SELECT_QUERY:  # a heatmap row: its query
-        _, entry, _ = session_entry(session, run, ablation)
-        position = views.heatmap_click_position(entry, row)
-        return _select_query(session, head_choice, options, run, ablation, position)
-    assert action == TOGGLE_HEAD  # a head in a lab map: in or out of the ablation box
-    return {w.lab_heads_box: toggled_head(lab_heads, row, col)}
-
-
-@user_errors("status_box")
-@on_gpu
-def export_attention(session, head_choice, options, query, request: gr.Request | None = None):
-    """All of the text's attention (.npz) and the current heatmap (.html)."""
+def export_attention(
+    session, head_choice, options, query, qk: QKShown | None = None, request: gr.Request | None = None
+):
+    """All of the text's attention (.npz), the current heatmap (.html), and the QK parts shown."""
     model, entry, _ = session_entry(session)
     view = _head_view(head_choice, options)
     layer, head = view.layer, view.head
@@ -170,7 +192,11 @@ def export_attention(session, head_choice, options, query, request: gr.Request |
     npz = export.save_npz(model, entry, folder / "attention.npz", session.model)
     title = f"{session.model} · {views.head_name(entry, layer, head)} · “{export.text_start(entry.tokens)}”"
     page = export.save_html(heatmap, folder / f"heatmap-L{layer}-{'mean' if head == MEAN else f'H{head}'}.html", title)
-    return {
-        w.exports: gr.update(value=[str(npz), str(page)], visible=True),
-        w.status_box: "Exported attention.npz (every layer and head, float16, with the tokens and scores) and the heatmap as a page.",
-    }
+    files = [npz, page]
+    said = (
+        "Exported attention.npz (every layer and head, float16, with the tokens and scores) and the heatmap as a page"
+    )
+    if qk is not None:
+        files += export.save_view(folder, "qk-parts", qk.view, f"{session.model} · {qk.view.label}")
+        said += ", and the QK parts shown (.json, .csv, .html)"
+    return {w.exports: gr.update(value=[str(f) for f in files], visible=True), w.status_box: said + "."}

@@ -1,5 +1,5 @@
 """A visitor's mistake, said in one line: `user_errors` wraps every handler and API endpoint, so a
-`UserInputError` (or a `gpt2.lab.LabError`, the library's word for the same) becomes the status
+`UserInputError` (or the library's `LabError` or `HeadsError`, its words for the same) becomes the status
 line and a warning toast in the page, or the one-line error an API client receives. Nothing went
 wrong in the server, so no traceback is printed or shown."""
 
@@ -9,11 +9,12 @@ import logging
 
 import gradio as gr
 
+from ..heads import HeadsError
 from ..lab import LabError
 from .inputs import UserInputError
 from .widgets import w
 
-USER_ERRORS = (UserInputError, LabError)
+USER_ERRORS = (UserInputError, LabError, HeadsError)
 log = logging.getLogger(__name__)
 
 

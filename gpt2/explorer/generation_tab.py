@@ -5,7 +5,7 @@ import gradio as gr
 
 from ..tokenizer import get_tokenizer
 from . import service, views
-from .attention_tab import query_position, session_entry
+from .attention_tab import qk_blank, query_position, session_entry
 from .errors import USER_ERRORS, user_errors, warn
 from .models import decoding_note
 from .session import EMPTY_SESSION, Session
@@ -109,6 +109,8 @@ def clear_text_views(shown) -> dict:
         w.exports: gr.update(value=None, visible=False),
         w.lab_exports: gr.update(value=None, visible=False),
         w.lab_shown: {name: view for name, view in (shown or {}).items() if name.startswith("patching")},
+        **qk_blank(),
+        w.qk_matrix: _blank(w.qk_matrix, 200),
     }
 
 

@@ -5,11 +5,8 @@ views come right after the tokens."""
 import gradio as gr
 
 from ..scores import SCORE_NAMES
-from . import api, service, views
-from .attention_tab import bridge_click, export_attention, refresh_views, select_query, update_head
-from .generation_tab import clear_text_views, lab_text_plots, loss_chips, run_generation, stopped, switch_model
+from . import service, views, wiring
 from .inputs import MAX_NEW_TOKENS, MAX_PROMPT_CHARS
-from .lab_tab import export_lab, lab_ablate, lab_attribute, lab_loss_and_lens, lab_patch, tutorial_step
 from .models import BUNDLED_NAME
 from .session import EMPTY_SESSION
 from .texts import (
@@ -20,10 +17,13 @@ from .texts import (
     LAB_START,
     LOG_OPTION,
     MEAN_OPTION,
+    MODEL_ROLES,
     PATCH_EXAMPLE,
-    REPEATED_EXAMPLE,
+    QK_START,
     SINK_OPTION,
     TUTORIAL,
+    WEIGHTS_START,
+    WEIGHTS_TAB,
 )
 from .widgets import empty_plot, w
 
@@ -33,6 +33,140 @@ SESSION_TTL_S = 1800  # session state (token ids only) expires after 30 minutes
 def downloads(label: str, elem_id: str) -> gr.File:
     """A list of files to download, hidden until there are some."""
     return gr.File(label=label, file_count="multiple", interactive=False, visible=False, elem_id=elem_id)
+
+
+def weights_tab() -> dict:
+    """The *Weights* tab: composition between heads and a head's passport, from the model alone."""
+    with gr.Tab("Weights", id=WEIGHTS_TAB, elem_id="tab-weights"):
+        weights_status = gr.Textbox(
+            value=WEIGHTS_START, label="Weights", interactive=False, lines=1, max_lines=4, elem_id="weights-status"
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=300):
+                comp_mode = gr.Radio(
+                    [("Q: into its queries", "q"), ("K: into its keys", "k"), ("V: into its values", "v")],
+                    value="k",
+                    label="Composition: how much a sender's output can reach a later head's…",
+                    elem_id="comp-mode",
+                )
+                comp_plot = gr.Plot(
+                    empty_plot("Composition between heads, from the weights."),
+                    label="Composition",
+                    elem_id="composition",
+                )
+            with gr.Column(scale=2, min_width=280, elem_id="head-card"):
+                with gr.Row():
+                    card_head = gr.Dropdown(choices=[], label="Head passport", min_width=120, elem_id="card-head")
+                    card_tokens = gr.Textbox(
+                        label="Tokens for its circuits (empty = the text's)", min_width=160, elem_id="card-tokens"
+                    )
+                card_md = gr.Markdown(elem_id="card-md")
+                card_partners = gr.Plot(
+                    empty_plot("Its strongest composition partners.", 200), label="Partners", elem_id="card-partners"
+                )
+        weights_export_btn = gr.Button("Export these views (.json, .csv) and figures (.html)", elem_id="weights-export")
+        weights_exports = downloads("Weights downloads", "weights-exports")
+    return locals()
+
+
+def lab_tab() -> dict:
+    """The *Lab* tab: the causal tools on the current text."""
+    with gr.Tab("Lab", id="lab", elem_id="tab-lab"):
+        lab_status = gr.Textbox(
+            value=LAB_START, label="Lab", interactive=False, lines=1, max_lines=6, elem_id="lab-status"
+        )
+        with gr.Tabs(overflow_behavior="wrap"):  # every tool one tap away on a phone
+            with gr.Tab("Tutorial"):
+                gr.Markdown(TUTORIAL)
+                with gr.Row():
+                    load_example = gr.Button("1. Load the example", min_width=120)
+                    step_layer1 = gr.Button("Ablate layer 1", min_width=120)
+                    step_prev = gr.Button("Ablate L0 H0", min_width=120)
+                    step_control = gr.Button("Ablate L4 H2", min_width=120)
+            with gr.Tab("Loss & lens", elem_id="lab-loss-tab"):
+                loss_btn = gr.Button("Show the loss and the logit lens", elem_id="lab-loss-btn")
+                lab_loss = gr.Plot(
+                    empty_plot("Each token's loss given the ones before it."),
+                    label="Per-token loss",
+                    elem_id="lab-loss",
+                )
+                lab_lens = gr.Plot(
+                    empty_plot("The top token read from the residual stream after each layer."),
+                    label="Logit lens",
+                    elem_id="lab-lens",
+                )
+            with gr.Tab("Attribution", elem_id="lab-attr-tab"):
+                with gr.Row():
+                    lab_position = gr.Number(value=-1, precision=0, label="Position (-1 = last)", min_width=120)
+                    lab_target = gr.Textbox(
+                        label="Target token (empty = the actual next one, or the top prediction at the end)",
+                        min_width=200,
+                    )
+                attr_btn = gr.Button("Attribute and sweep", elem_id="lab-attr-btn")
+                with gr.Row(equal_height=False):
+                    lab_direct = gr.Plot(
+                        empty_plot("Each head's direct share of the target's logit."),
+                        label="Direct attribution",
+                        elem_id="lab-direct",
+                        min_width=260,
+                    )
+                    lab_sweep = gr.Plot(
+                        empty_plot("Each head alone ablated: the change in log p."),
+                        label="Ablation sweep",
+                        elem_id="lab-sweep",
+                        min_width=260,
+                    )
+                with gr.Row(equal_height=False):
+                    lab_rest = gr.Plot(
+                        empty_plot("MLPs, embeddings and biases.", 200),
+                        label="The rest",
+                        elem_id="lab-rest",
+                        min_width=260,
+                    )
+                    lab_rank = gr.Plot(
+                        empty_plot("The target's rank, layer by layer.", 200),
+                        label="Rank in the logit lens",
+                        elem_id="lab-rank",
+                        min_width=260,
+                    )
+            with gr.Tab("Ablation", elem_id="lab-ablate-tab"):
+                with gr.Row():
+                    lab_heads_box = gr.Textbox(
+                        label="Heads (L0H0, L1H2, or L1 for a layer; click heads in the lab's maps)",
+                        value="L1",
+                        scale=3,
+                        elem_id="lab-heads",
+                    )
+                    lab_mode = gr.Radio(["zero", "mean"], value="zero", label="Ablation", scale=1, min_width=140)
+                ablate_btn = gr.Button("Ablate", variant="primary", elem_id="lab-ablate-btn")
+                lab_ablate_loss = gr.Plot(
+                    empty_plot("Per-token loss, clean and ablated."),
+                    label="Loss before and after",
+                    elem_id="lab-ablate-loss",
+                )
+                lab_ablate_bars = gr.Plot(
+                    empty_plot("Next-token probabilities, clean and ablated.", 220),
+                    label="Next token before and after",
+                    elem_id="lab-ablate-bars",
+                )
+            with gr.Tab("Patching", elem_id="lab-patch-tab"):
+                patch_clean = gr.Textbox(label="Clean prompt", value=PATCH_EXAMPLE[0], lines=2)
+                patch_corrupted = gr.Textbox(
+                    label="Corrupted prompt (the same number of tokens)", value=PATCH_EXAMPLE[1], lines=2
+                )
+                patch_btn = gr.Button("Patch clean into corrupted", variant="primary", elem_id="lab-patch-btn")
+                lab_patch_resid = gr.Plot(
+                    empty_plot("The residual stream patched per layer and position."),
+                    label="Residual stream",
+                    elem_id="lab-patch-resid",
+                )
+                lab_patch_heads = gr.Plot(
+                    empty_plot("Each head's output patched."), label="Heads", elem_id="lab-patch-heads"
+                )
+        lab_export_btn = gr.Button("Export the lab's numbers (.json, .csv) and figures (.html)", elem_id="lab-export")
+        lab_exports = downloads("Lab downloads", "lab-exports")
+
+    return locals()
 
 
 def build(demo: gr.Blocks) -> None:
@@ -46,6 +180,8 @@ def build(demo: gr.Blocks) -> None:
     query_state = gr.State(None, time_to_live=SESSION_TTL_S)
     ablation_state = gr.State(None, time_to_live=SESSION_TTL_S)
     lab_shown = gr.State({}, time_to_live=SESSION_TTL_S)  # export file name → the lab View on screen
+    weights_shown = gr.State({}, time_to_live=SESSION_TTL_S)  # the same, for the Weights tab
+    qk_shown = gr.State(None, time_to_live=SESSION_TTL_S)  # the cell whose QK parts are on screen
     bridge = gr.Textbox(visible="hidden", elem_id="click-bridge", label="click")
     # on a phone the columns stack as core, views, extras (see the CSS): the views come right after the tokens
     with gr.Row(equal_height=False, elem_id="main"):
@@ -122,6 +258,16 @@ def build(demo: gr.Blocks) -> None:
                                 show_inline_category=False,
                                 elem_id="attn-chips",
                             )
+                            qk_plot = gr.Plot(empty_plot(QK_START, 220), label="Why this key", elem_id="qk-parts")
+                            with gr.Accordion("Every part × every part of that cell", open=False):
+                                qk_matrix_btn = gr.Button(
+                                    "Show the query side × key side matrix", elem_id="qk-matrix-btn"
+                                )
+                                qk_matrix = gr.Plot(
+                                    empty_plot("Each pair's share of the score: they sum to it.", 200),
+                                    label="All parts",
+                                    elem_id="qk-matrix",
+                                )
                             next_tokens = gr.Plot(
                                 empty_plot("The next-token probabilities at the query.", 200),
                                 label="Next token",
@@ -135,7 +281,10 @@ def build(demo: gr.Blocks) -> None:
                         exports = downloads("Downloads", "exports")
                 with gr.Tab("All heads", id="heads", elem_id="tab-heads"):
                     score_name = gr.Radio(
-                        list(SCORE_NAMES), value="previous-token", label="Head score (click a head to open it)"
+                        [MODEL_ROLES, *SCORE_NAMES],
+                        value=MODEL_ROLES,
+                        label="Head map: the model's own roles (no text needed), or a score on this text (click a head to open it)",
+                        elem_id="score-name",
                     )
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=3, min_width=300):
@@ -146,198 +295,10 @@ def build(demo: gr.Blocks) -> None:
                             )
                         with gr.Column(scale=2, min_width=260):
                             scores_plot = gr.Plot(
-                                empty_plot("Head scores, after you generate."), label="Head scores", elem_id="scores"
+                                empty_plot("The model's own head roles."), label="Head roles", elem_id="scores"
                             )
-                with gr.Tab("Lab", id="lab", elem_id="tab-lab"):
-                    lab_status = gr.Textbox(
-                        value=LAB_START, label="Lab", interactive=False, lines=1, max_lines=6, elem_id="lab-status"
-                    )
-                    with gr.Tabs(overflow_behavior="wrap"):  # every tool one tap away on a phone
-                        with gr.Tab("Tutorial"):
-                            gr.Markdown(TUTORIAL)
-                            with gr.Row():
-                                load_example = gr.Button("1. Load the example", min_width=120)
-                                step_layer1 = gr.Button("Ablate layer 1", min_width=120)
-                                step_prev = gr.Button("Ablate L0 H0", min_width=120)
-                                step_control = gr.Button("Ablate L4 H2", min_width=120)
-                        with gr.Tab("Loss & lens", elem_id="lab-loss-tab"):
-                            loss_btn = gr.Button("Show the loss and the logit lens", elem_id="lab-loss-btn")
-                            lab_loss = gr.Plot(
-                                empty_plot("Each token's loss given the ones before it."),
-                                label="Per-token loss",
-                                elem_id="lab-loss",
-                            )
-                            lab_lens = gr.Plot(
-                                empty_plot("The top token read from the residual stream after each layer."),
-                                label="Logit lens",
-                                elem_id="lab-lens",
-                            )
-                        with gr.Tab("Attribution", elem_id="lab-attr-tab"):
-                            with gr.Row():
-                                lab_position = gr.Number(
-                                    value=-1, precision=0, label="Position (-1 = last)", min_width=120
-                                )
-                                lab_target = gr.Textbox(
-                                    label="Target token (empty = the actual next one, or the top prediction at the end)",
-                                    min_width=200,
-                                )
-                            attr_btn = gr.Button("Attribute and sweep", elem_id="lab-attr-btn")
-                            with gr.Row(equal_height=False):
-                                lab_direct = gr.Plot(
-                                    empty_plot("Each head's direct share of the target's logit."),
-                                    label="Direct attribution",
-                                    elem_id="lab-direct",
-                                    min_width=260,
-                                )
-                                lab_sweep = gr.Plot(
-                                    empty_plot("Each head alone ablated: the change in log p."),
-                                    label="Ablation sweep",
-                                    elem_id="lab-sweep",
-                                    min_width=260,
-                                )
-                            with gr.Row(equal_height=False):
-                                lab_rest = gr.Plot(
-                                    empty_plot("MLPs, embeddings and biases.", 200),
-                                    label="The rest",
-                                    elem_id="lab-rest",
-                                    min_width=260,
-                                )
-                                lab_rank = gr.Plot(
-                                    empty_plot("The target's rank, layer by layer.", 200),
-                                    label="Rank in the logit lens",
-                                    elem_id="lab-rank",
-                                    min_width=260,
-                                )
-                        with gr.Tab("Ablation", elem_id="lab-ablate-tab"):
-                            with gr.Row():
-                                lab_heads_box = gr.Textbox(
-                                    label="Heads (L0H0, L1H2, or L1 for a layer; click heads in the lab's maps)",
-                                    value="L1",
-                                    scale=3,
-                                    elem_id="lab-heads",
-                                )
-                                lab_mode = gr.Radio(
-                                    ["zero", "mean"], value="zero", label="Ablation", scale=1, min_width=140
-                                )
-                            ablate_btn = gr.Button("Ablate", variant="primary", elem_id="lab-ablate-btn")
-                            lab_ablate_loss = gr.Plot(
-                                empty_plot("Per-token loss, clean and ablated."),
-                                label="Loss before and after",
-                                elem_id="lab-ablate-loss",
-                            )
-                            lab_ablate_bars = gr.Plot(
-                                empty_plot("Next-token probabilities, clean and ablated.", 220),
-                                label="Next token before and after",
-                                elem_id="lab-ablate-bars",
-                            )
-                        with gr.Tab("Patching", elem_id="lab-patch-tab"):
-                            patch_clean = gr.Textbox(label="Clean prompt", value=PATCH_EXAMPLE[0], lines=2)
-                            patch_corrupted = gr.Textbox(
-                                label="Corrupted prompt (the same number of tokens)", value=PATCH_EXAMPLE[1], lines=2
-                            )
-                            patch_btn = gr.Button(
-                                "Patch clean into corrupted", variant="primary", elem_id="lab-patch-btn"
-                            )
-                            lab_patch_resid = gr.Plot(
-                                empty_plot("The residual stream patched per layer and position."),
-                                label="Residual stream",
-                                elem_id="lab-patch-resid",
-                            )
-                            lab_patch_heads = gr.Plot(
-                                empty_plot("Each head's output patched."), label="Heads", elem_id="lab-patch-heads"
-                            )
-                    lab_export_btn = gr.Button(
-                        "Export the lab's numbers (.json, .csv) and figures (.html)", elem_id="lab-export"
-                    )
-                    lab_exports = downloads("Lab downloads", "lab-exports")
+                weights = weights_tab()
+                lab = lab_tab()
 
-    w.fill(locals())  # the handlers' handle on every component
-
-    view_inputs = [session_state, head_box, options_box, score_name, query_state, run_box, ablation_state]
-    attention_outputs = [heatmap, attn_chips, next_tokens, chips]
-    view_outputs = [head_box, query_state, *attention_outputs, grid, scores_plot, status_box]
-    private = dict(api_visibility="private")
-
-    text_views = [query_state, ablation_state, run_box, heatmap, attn_chips, next_tokens, grid, scores_plot]
-    text_views += [*lab_text_plots(), exports, lab_exports, lab_shown]
-    generation = generate_btn.click(clear_text_views, [lab_shown], text_views, **private).then(
-        run_generation,
-        inputs=[prompt, model_box, max_new_tokens, temperature, top_k, top_p, seed, fast_decode],
-        outputs=[output, chips, session_state, status_box, generate_btn, stop_btn],
-        **private,
-    )
-    generation.then(refresh_views, view_inputs, view_outputs, **private)
-    # cancel first, then count: the last tokens streamed before the cancel took effect are in the session
-    stop_btn.click(None, cancels=[generation], **private).then(
-        stopped, [session_state], [status_box, generate_btn, stop_btn], **private
-    ).then(refresh_views, view_inputs, view_outputs, **private)
-    # .select, not .input: Gradio's dropdown sends .input twice for one choice (two runs, two toasts)
-    model_box.select(switch_model, [model_box, session_state], [model_box, status_box], **private)
-    gr.on(
-        [head_box.input, options_box.input, score_name.input, run_box.input],
-        update_head,
-        view_inputs,
-        [head_box, *attention_outputs, grid, scores_plot, status_box],
-        **private,
-    )
-    chips.select(
-        select_query,
-        [session_state, head_box, options_box, run_box, ablation_state],
-        [query_state, status_box, *attention_outputs],
-        **private,
-    )
-    bridge.change(
-        bridge_click,
-        [bridge, session_state, head_box, options_box, score_name, query_state, run_box, ablation_state, lab_heads_box],
-        [head_box, options_box, query_state, status_box, *attention_outputs, grid, scores_plot, lab_heads_box, tabs],
-        **private,
-    )
-    colour_by_loss.input(loss_chips, [session_state, colour_by_loss, query_state], [chips, status_box], **private)
-
-    heavy = dict(concurrency_id="lab", concurrency_limit=2, **private)  # the lab's tools share 2 workers
-    loss_btn.click(lab_loss_and_lens, [session_state, lab_shown], [lab_loss, lab_lens, lab_status, lab_shown], **heavy)
-    attr_btn.click(
-        lab_attribute,
-        [session_state, lab_position, lab_target, lab_shown],
-        [lab_direct, lab_rest, lab_sweep, lab_rank, lab_status, lab_shown],
-        **heavy,
-    )
-    ablate_inputs = [session_state, lab_heads_box, lab_mode, lab_position, lab_target, lab_shown]
-    ablate_outputs = [ablation_state, lab_ablate_loss, lab_ablate_bars, lab_status, run_box, lab_shown]
-    ablate_btn.click(lab_ablate, ablate_inputs, ablate_outputs, **heavy)
-    for button, heads_text in ((step_layer1, "L1"), (step_prev, "L0H0"), (step_control, "L4H2")):
-        button.click(lambda text=heads_text: tutorial_step(text), outputs=[lab_heads_box, lab_mode], **private).then(
-            lab_ablate, ablate_inputs, ablate_outputs, **heavy
-        )
-    load_example.click(lambda: REPEATED_EXAMPLE, outputs=prompt, **private).then(
-        lambda: None, js="() => document.querySelector('#generate').click()", **private
-    )
-    patch_btn.click(
-        lab_patch,
-        [patch_clean, patch_corrupted, session_state, lab_shown],
-        [lab_patch_resid, lab_patch_heads, lab_status, lab_shown],
-        **heavy,
-    )
-    export_btn.click(
-        export_attention, [session_state, head_box, options_box, query_state], [exports, status_box], **private
-    )
-    lab_export_btn.click(export_lab, [session_state, lab_shown], [lab_exports, lab_status], **private)
-
-    demo.load(
-        lambda: gr.update(choices=service.models().choices()), outputs=model_box, **private
-    )  # with --model checkpoints
-
-    demo.unload(drop_exports)  # a session's downloads go with it
-
-    gr.api(api.api_generate, api_name="generate")
-    gr.api(api.api_attention, api_name="attention")
-    lab_group = dict(concurrency_id=heavy["concurrency_id"], concurrency_limit=heavy["concurrency_limit"])
-    gr.api(api.api_loss, api_name="loss", **lab_group)
-    gr.api(api.api_logit_lens, api_name="logit_lens", **lab_group)
-    gr.api(api.api_head_effects, api_name="head_effects", **lab_group)
-    gr.api(api.api_ablate, api_name="ablate", **lab_group)
-    gr.api(api.api_patch, api_name="patch", **lab_group)
-
-
-def drop_exports(request: gr.Request):
-    service.stores().exports.drop(request.session_hash)
+    w.fill(locals() | weights | lab)  # the handlers' handle on every component
+    wiring.wire(demo)

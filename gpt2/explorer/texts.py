@@ -15,7 +15,7 @@ PATCH_EXAMPLE = (
     "sword crown honey winter tongue lamb night castle. sword crown honey river",
 )
 CLEAN, ABLATED = "clean", "ablated"
-ATTENTION_TAB = "attention"
+ATTENTION_TAB, WEIGHTS_TAB = "attention", "weights"
 LAB_START = (
     "Start with the Tutorial: it loads an example and finds the induction circuit in three clicks. "
     "Or generate a text, then open a tool: each works on the text shown (Patching on its own two prompts)."
@@ -33,6 +33,12 @@ know what followed what.
 Then ask which heads carry a prediction directly (*Attribution*) and what a change of one word moves
 (*Patching*)."""
 MEAN_OPTION, SINK_OPTION, LOG_OPTION = "mean of the layer", "hide the sink", "log colours"
+MODEL_ROLES = "the model's own roles"  # the score map's choice that shows roles measured without the text
+WEIGHTS_START = (
+    "What each head reads and writes, from the weights alone: click a cell of the composition map, "
+    "or a partner, to open that head's passport."
+)
+QK_START = "Click a token or a heatmap cell: why that query attends to that key, part by part."
 WAITING = "Generating… the maps appear when the text is complete."
 FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]

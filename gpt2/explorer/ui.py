@@ -1,6 +1,7 @@
 """The Gradio app: `build_demo()` makes it (nothing happens at import); `launch` serves it.
 
-The handlers live by tab (`generation_tab`, `attention_tab`, `lab_tab`), the components in
+The handlers live by tab (`generation_tab`, `attention_tab`, `heads_tab`, `lab_tab`; plot clicks in
+`clicks`), the components in
 `widgets.w`, the words in `texts`, the page's stylesheet and script in the top-level `assets/`
 (shipped inside the package by `pip install .`). This module also exposes them under one name
 (`ui.run_generation`, and `ui.heatmap` once the app is built) for tests and scripts.
@@ -13,8 +14,10 @@ from pathlib import Path
 import gradio as gr
 
 from . import layout, service
-from .attention_tab import bridge_click, export_attention, refresh_views, select_query, update_head
+from .attention_tab import export_attention, refresh_views, select_query, show_qk_matrix, update_head
+from .clicks import bridge_click
 from .generation_tab import clear_text_views, loss_chips, run_generation, stopped, switch_model
+from .heads_tab import export_weights, show_card, show_composition, show_model_heads, show_scores
 from .lab_tab import export_lab, lab_ablate, lab_attribute, lab_loss_and_lens, lab_patch, tutorial_step
 from .models import BUNDLED_NAME
 from .texts import (
@@ -51,6 +54,7 @@ __all__ = [
     "clear_text_views",
     "export_attention",
     "export_lab",
+    "export_weights",
     "lab_ablate",
     "lab_attribute",
     "lab_loss_and_lens",
@@ -61,6 +65,11 @@ __all__ = [
     "refresh_views",
     "run_generation",
     "select_query",
+    "show_card",
+    "show_composition",
+    "show_model_heads",
+    "show_qk_matrix",
+    "show_scores",
     "service",
     "stopped",
     "switch_model",
@@ -85,7 +94,8 @@ def assets_dir() -> Path:
 def page_script() -> str:
     """The page's script, told which plots' clicks to send to Python (`widgets.CLICK_TARGETS`)."""
     script = (assets_dir() / "explorer.js").read_text(encoding="utf-8")
-    return script.replace(CLICK_TARGETS_MARK, json.dumps(list(CLICK_TARGETS)))
+    targets = {owner: target.reveal for owner, target in CLICK_TARGETS.items()}
+    return script.replace(CLICK_TARGETS_MARK, json.dumps(targets))
 
 
 def build_demo() -> gr.Blocks:

@@ -5,6 +5,8 @@
 one status line and a warning toast (see `errors.user_errors`), never a traceback.
 """
 
+from dataclasses import dataclass
+
 import gradio as gr
 from gradio.components.plot import PlotData
 
@@ -21,17 +23,29 @@ except ImportError:
         return fn
 
 
-# The plots whose clicks reach Python, by elem_id, and what a click on a cell (row, column) does.
-# The page's script binds exactly these (`ui.build_demo` writes the list into it) and
-# `attention_tab.bridge_click` dispatches on the action.
-OPEN_HEAD, SELECT_QUERY, TOGGLE_HEAD = "open head", "select query", "toggle head"
+# The plots whose clicks reach Python, by elem_id: what a click on a cell (row, column) does, and
+# where its answer appears (scrolled into view if it is off screen, as on a phone). The page's
+# script binds exactly these (`ui.build_demo` writes them into it); `attention_tab.bridge_click`
+# and `heads_tab.bridge_card` dispatch on the action.
+OPEN_HEAD, SELECT_CELL, TOGGLE_HEAD = "open head", "select cell", "toggle head"
+OPEN_CARD, OPEN_PARTNER = "open card", "open partner"
+
+
+@dataclass(frozen=True)
+class ClickTarget:
+    action: str
+    reveal: str | None = None  # a CSS selector
+
+
 CLICK_TARGETS = {
-    "grid": OPEN_HEAD,
-    "scores": OPEN_HEAD,
-    "heatmap": SELECT_QUERY,
-    "lab-direct": TOGGLE_HEAD,
-    "lab-sweep": TOGGLE_HEAD,
-    "lab-patch-heads": TOGGLE_HEAD,
+    "grid": ClickTarget(OPEN_HEAD),
+    "scores": ClickTarget(OPEN_HEAD),
+    "heatmap": ClickTarget(SELECT_CELL, "#qk-parts"),
+    "lab-direct": ClickTarget(TOGGLE_HEAD),
+    "lab-sweep": ClickTarget(TOGGLE_HEAD),
+    "lab-patch-heads": ClickTarget(TOGGLE_HEAD),
+    "composition": ClickTarget(OPEN_CARD, "#head-card"),
+    "card-partners": ClickTarget(OPEN_PARTNER, "#head-card"),
 }
 
 
@@ -63,12 +77,26 @@ class Widgets:
     run_box: gr.Radio
     heatmap: gr.Plot
     attn_chips: gr.HighlightedText
+    qk_plot: gr.Plot
+    qk_matrix_btn: gr.Button
+    qk_matrix: gr.Plot
+    qk_shown: gr.State
     next_tokens: gr.Plot
     export_btn: gr.Button
     exports: gr.File
     score_name: gr.Radio
     grid: gr.Plot
     scores_plot: gr.Plot
+    weights_status: gr.Textbox
+    comp_mode: gr.Radio
+    comp_plot: gr.Plot
+    card_head: gr.Dropdown
+    card_tokens: gr.Textbox
+    card_md: gr.Markdown
+    card_partners: gr.Plot
+    weights_export_btn: gr.Button
+    weights_exports: gr.File
+    weights_shown: gr.State
     lab_status: gr.Textbox
     load_example: gr.Button
     step_layer1: gr.Button
