@@ -11,11 +11,11 @@
   };
   // the plots whose clicks Python handles, each with where its answer appears (widgets.CLICK_TARGETS)
   const targets = __CLICK_TARGETS__;
-  const reveal = (selector) => {  // scroll the answer's panel into view if it is off screen
+  const reveal = (selector) => {  // scroll the answer's panel up if it starts below mid-screen (a phone)
     const panel = selector && document.querySelector(selector);
     if (!panel) return;
     const box = panel.getBoundingClientRect();
-    if (box.top < 0 || box.top > window.innerHeight - 120) panel.scrollIntoView({block: 'start'});
+    if (box.top < 0 || box.top > window.innerHeight / 2) panel.scrollIntoView({block: 'start'});
   };
   const bind = () => {
     for (const [id, answer] of Object.entries(targets)) {

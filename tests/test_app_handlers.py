@@ -124,8 +124,14 @@ def test_clicks_in_the_plots_select_a_head_or_a_query():
     assert out[ui.head_box]["value"] == "1,2" and out[ui.options_box] == [] and "L1 H2" in out[ui.heatmap]["label"]
     assert out[ui.tabs].selected == ui.ATTENTION_TAB  # a click in the grid opens the head
     assert out[ui.attn_chips]["label"].startswith("What token 4 ")  # the query stays
-    out = ui.bridge_click("heatmap:3,1@124", *args)
-    assert out[ui.query_state] == 3
+    out = ui.bridge_click("heatmap:3,1@124", *args)  # the layer's mean: a query, no QK parts
+    assert out[ui.query_state] == 3 and out[ui.qk_shown] is None and "one head" in str(out[ui.qk_plot]["value"])
+    one_head = (session, "0,0", [], *args[3:])
+    out = ui.bridge_click("heatmap:3,1@124", *one_head)  # a cell: the query, and why it attends to the key
+    assert out[ui.query_state] == 3 and out[ui.qk_plot]["label"].startswith("Why L0 H0's query 3")
+    assert "attends to key 1 " in out[ui.qk_plot]["label"] and out[ui.qk_shown].key == 1
+    out = ui.bridge_click("heatmap:3,7@124", *one_head)  # a cell in the future: the query's last key
+    assert out[ui.qk_shown].key == 3
     out = ui.bridge_click("lab-sweep:2,1@125", *args[:-1], "L1")
     assert out[ui.lab_heads_box] == "L1, L2H1"
     assert ui.bridge_click("lab-sweep:2,1@126", *args[:-1], "L1, L2H1")[ui.lab_heads_box] == "L1"
@@ -177,7 +183,10 @@ def test_exports_go_to_one_folder_per_session_that_goes_with_it():
     assert all(f.is_file() and folder in f.parents for f in files)
     again = [Path(f) for f in ui.export_attention(session, "0,2", [], None, request=visitor)[ui.exports]["value"]]
     assert not files[1].exists() and again[1].is_file()  # a new export replaces the last one's files
-    from gpt2.explorer.layout import drop_exports
+    qk = ui.bridge_click("heatmap:5,2@1", session, "1,0", [], "induction", None, ui.CLEAN, None, "")[ui.qk_shown]
+    with_qk = ui.export_attention(session, "1,0", [], 5, qk, request=visitor)[ui.exports]["value"]
+    assert sorted(Path(f).name for f in with_qk)[-3:] == ["qk-parts.csv", "qk-parts.html", "qk-parts.json"]
+    from gpt2.explorer.wiring import drop_exports
 
     drop_exports(visitor)
     assert not folder.exists()

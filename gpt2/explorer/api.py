@@ -157,8 +157,8 @@ def api_head_roles(model: str = BUNDLED_NAME) -> dict:
 @on_gpu
 def api_head_card(model: str = BUNDLED_NAME, layer: int = 0, head: int = 0, tokens: str = "") -> dict:
     """A head's passport: {"role", "scores" (its role scores, "copying" among them), "partners" (its
-    strongest composition partners), "ov" and "qk" (token tables for `tokens`, by default a few the
-    model knows)}."""
+    strongest composition partners), "ov" and "qk" (token tables for `tokens`, by default a few common
+    words)}."""
     loaded = service.models().get(model)
     layer, head = check_head(layer, head, loaded.config.num_layers, loaded.config.num_heads)
     if head == MEAN:

@@ -8,7 +8,8 @@ from .attention_tab import _select_query, session_entry, update_head
 from .errors import user_errors
 from .heads_tab import open_card, partner, receiver
 from .inputs import UserInputError, head_value, toggled_head
-from .texts import ATTENTION_TAB, MEAN_OPTION, WEIGHTS_TAB
+from .models import BUNDLED_NAME
+from .texts import ATTENTION_TAB, MEAN_OPTION, WEIGHTS_TAB, WHY_PANEL
 from .widgets import CLICK_TARGETS, OPEN_CARD, OPEN_HEAD, OPEN_PARTNER, SELECT_CELL, TOGGLE_HEAD, on_gpu, w
 
 
@@ -27,9 +28,22 @@ def clicked_cell(value) -> tuple[str, int, int]:
 @user_errors("status_box")
 @on_gpu
 def bridge_click(
-    value, session, head_choice, options, score_name, query, run, ablation, lab_heads, model, mode, card, tokens, shown
+    value,
+    session,
+    head_choice,
+    options,
+    score_name,
+    query,
+    run,
+    ablation,
+    lab_heads,
+    model=BUNDLED_NAME,
+    mode="k",
+    card=None,
+    tokens="",
+    shown=None,
 ):
-    """A click in one of the `CLICK_TARGETS` plots."""
+    """A click in one of the `CLICK_TARGETS` plots; `model` … `shown` are the Weights tab's."""
     action, row, col = clicked_cell(value)
     if action == OPEN_HEAD and not (session and session.ids):  # the model's roles, before any text
         return {w.tabs: gr.Tabs(selected=WEIGHTS_TAB), **open_card(model, mode, row, col, tokens, session, shown)}
@@ -41,7 +55,8 @@ def bridge_click(
         _, entry, _ = session_entry(session, run, ablation)
         query = views.heatmap_click_position(entry, row)
         key = min(views.heatmap_click_position(entry, col), query)
-        return _select_query(session, head_choice, options, run, ablation, query, key)
+        selected = _select_query(session, head_choice, options, run, ablation, query, key)
+        return selected | {w.query_tabs: gr.Tabs(selected=WHY_PANEL)}
     if action == OPEN_CARD:  # a composition cell: the receiver's passport
         return open_card(model, mode, *receiver(model, col), tokens, session, shown)
     if action == OPEN_PARTNER:  # a passport's partner bar: that head's passport

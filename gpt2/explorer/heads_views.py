@@ -115,8 +115,7 @@ def roles_view(model, selected: tuple[int, int] | None = None) -> View:
     roles = model_roles(model)
     strengths = role_strengths(roles)
     L, H = strengths.shape
-    text = [[f"{roles.labels[layer][h]}<br>{strengths[layer, h]:.2f}" for h in range(H)] for layer in range(L)]
-    chart = Chart("layer_head_map", dict(values=strengths, title="strength", text=text, selected=selected))
+    chart = Chart("role_map", dict(labels=roles.labels, strengths=strengths, selected=selected))
     label = (
         "The model's own roles (random repeated sequences of tokens it knows, a fixed natural text, its "
         "weights; not your text): click a head for its passport"

@@ -11,6 +11,7 @@ from .models import BUNDLED_NAME
 from .session import EMPTY_SESSION
 from .texts import (
     ABLATED,
+    ATTENDS_PANEL,
     ATTENTION_TAB,
     CLEAN,
     EXAMPLES,
@@ -24,6 +25,7 @@ from .texts import (
     TUTORIAL,
     WEIGHTS_START,
     WEIGHTS_TAB,
+    WHY_PANEL,
 )
 from .widgets import empty_plot, w
 
@@ -231,7 +233,7 @@ def build(demo: gr.Blocks) -> None:
                 with gr.Accordion("Plain text (as the model sees it)", open=False):
                     output = gr.Textbox(show_label=False, lines=4, max_lines=12, interactive=False, elem_id="output")
         with gr.Column(scale=5, min_width=340, elem_id="right"):
-            with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tabs(elem_id="tabs", overflow_behavior="wrap") as tabs:  # every tab on screen, phone included
                 with gr.Tab("Attention", id=ATTENTION_TAB, elem_id="tab-attention"):
                     with gr.Row(elem_id="controls"):
                         head_box = gr.Dropdown(choices=[], label="Head", scale=3, min_width=260, elem_id="head")
@@ -252,22 +254,28 @@ def build(demo: gr.Blocks) -> None:
                                 elem_id="heatmap",
                             )
                         with gr.Column(scale=2, min_width=260):
-                            attn_chips = gr.HighlightedText(
-                                label="What the query attends to",
-                                combine_adjacent=False,
-                                show_inline_category=False,
-                                elem_id="attn-chips",
-                            )
-                            qk_plot = gr.Plot(empty_plot(QK_START, 220), label="Why this key", elem_id="qk-parts")
-                            with gr.Accordion("Every part × every part of that cell", open=False):
-                                qk_matrix_btn = gr.Button(
-                                    "Show the query side × key side matrix", elem_id="qk-matrix-btn"
-                                )
-                                qk_matrix = gr.Plot(
-                                    empty_plot("Each pair's share of the score: they sum to it.", 200),
-                                    label="All parts",
-                                    elem_id="qk-matrix",
-                                )
+                            # the query's two panels share one place: a heatmap cell's click opens "why"
+                            with gr.Tabs(elem_id="query-panels") as query_tabs:
+                                with gr.Tab("What it attends to", id=ATTENDS_PANEL, elem_id="attends-panel"):
+                                    attn_chips = gr.HighlightedText(
+                                        label="What the query attends to",
+                                        combine_adjacent=False,
+                                        show_inline_category=False,
+                                        elem_id="attn-chips",
+                                    )
+                                with gr.Tab("Why this key", id=WHY_PANEL, elem_id="why-panel"):
+                                    qk_plot = gr.Plot(
+                                        empty_plot(QK_START, 220), label="Why this key", elem_id="qk-parts"
+                                    )
+                                    with gr.Accordion("Every part × every part of that cell", open=False):
+                                        qk_matrix_btn = gr.Button(
+                                            "Show the query side × key side matrix", elem_id="qk-matrix-btn"
+                                        )
+                                        qk_matrix = gr.Plot(
+                                            empty_plot("Each pair's share of the score: they sum to it.", 200),
+                                            label="All parts",
+                                            elem_id="qk-matrix",
+                                        )
                             next_tokens = gr.Plot(
                                 empty_plot("The next-token probabilities at the query.", 200),
                                 label="Next token",

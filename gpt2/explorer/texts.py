@@ -16,6 +16,7 @@ PATCH_EXAMPLE = (
 )
 CLEAN, ABLATED = "clean", "ablated"
 ATTENTION_TAB, WEIGHTS_TAB = "attention", "weights"
+ATTENDS_PANEL, WHY_PANEL = "attends", "why"  # the query's two panels in the Attention tab
 LAB_START = (
     "Start with the Tutorial: it loads an example and finds the induction circuit in three clicks. "
     "Or generate a text, then open a tool: each works on the text shown (Patching on its own two prompts)."

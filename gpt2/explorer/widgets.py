@@ -40,7 +40,7 @@ class ClickTarget:
 CLICK_TARGETS = {
     "grid": ClickTarget(OPEN_HEAD),
     "scores": ClickTarget(OPEN_HEAD),
-    "heatmap": ClickTarget(SELECT_CELL, "#qk-parts"),
+    "heatmap": ClickTarget(SELECT_CELL, "#query-panels"),
     "lab-direct": ClickTarget(TOGGLE_HEAD),
     "lab-sweep": ClickTarget(TOGGLE_HEAD),
     "lab-patch-heads": ClickTarget(TOGGLE_HEAD),
@@ -77,6 +77,7 @@ class Widgets:
     run_box: gr.Radio
     heatmap: gr.Plot
     attn_chips: gr.HighlightedText
+    query_tabs: gr.Tabs
     qk_plot: gr.Plot
     qk_matrix_btn: gr.Button
     qk_matrix: gr.Plot

@@ -96,7 +96,7 @@ def wire(demo: gr.Blocks) -> None:
             *card_inputs,
         ],
         [w.head_box, w.options_box, w.query_state, w.status_box, *attention_outputs, w.grid, w.scores_plot]
-        + [*qk_outputs, w.lab_heads_box, w.tabs, *card_outputs],
+        + [*qk_outputs, w.query_tabs, w.lab_heads_box, w.tabs, *card_outputs],
         **private,
     )
     w.colour_by_loss.input(

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from ..chart import MAX_AXIS, Chart, visible_token
 from .attention import attention_heatmap, head_grid, layer_head_map, text_heatmap
-from .heads import composition_map, partner_bars, qk_matrix, qk_parts
+from .heads import composition_map, partner_bars, qk_matrix, qk_parts, role_map
 from .series import (
     bar_series,
     layer_position_map,
@@ -41,6 +41,7 @@ DRAWINGS = {
         qk_matrix,
         composition_map,
         partner_bars,
+        role_map,
     )
 }
 

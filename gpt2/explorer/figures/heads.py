@@ -19,11 +19,15 @@ def _bars(fig, labels: list[str], values: np.ndarray, column: int) -> None:
         orientation="h",
         marker_color=colors,
         text=[f"{v:+.2f}" for v in values],
-        textposition="auto",
+        textposition="outside",
+        cliponaxis=False,
         hovertemplate="%{y}: %{x:+.3f}<extra></extra>",
         row=1,
         col=column,
     )
+    lo, hi = min(0.0, float(values.min(initial=0))), max(0.0, float(values.max(initial=0)))
+    pad = 0.45 * (hi - lo or 1.0)  # room for the values written beside the bars
+    fig.update_xaxes(range=[lo - pad if lo < 0 else 0, hi + pad], row=1, col=column)
     fig.update_yaxes(autorange="reversed", type="category", automargin=True, row=1, col=column)
 
 
@@ -107,7 +111,7 @@ def composition_map(scores: np.ndarray, title: str, selected: tuple[int, int] | 
         xaxis=dict(title="receiver", type="category", tickangle=-60, tickvals=names[::step], automargin=True),
         yaxis=dict(title="sender", type="category", autorange="reversed", tickvals=names[::step], automargin=True),
         shapes=shapes,
-        height=max(320, min(640, 7 * n + 140)),
+        height=max(360, min(680, 16 * n + 150)),
     )
     return fig
 
@@ -133,4 +137,51 @@ def partner_bars(labels: list[str], values: np.ndarray, modes: list[str], title:
         yaxis=dict(autorange="reversed", type="category", automargin=True),
         height=max(200, 22 * len(labels) + 80),
     )
+    return fig
+
+
+ROLE_COLORS = {  # one colour per role, so a glance finds every head of a kind
+    "previous-token": "#4c78a8",
+    "duplicate-token": "#72b7b2",
+    "induction": "#e45756",
+    "sink": "#bab0ac",
+    "copying": "#54a24b",
+    "suppression": "#b279a2",
+    "mixed": "#eeeeee",
+}
+
+
+def role_map(labels: list[list[str]], strengths: np.ndarray, selected: tuple[int, int] | None = None) -> go.Figure:
+    """Layers (rows) × heads (columns), each cell coloured by its role and labelled with the role and
+    the score it rests on; clicking a cell selects its head."""
+    roles = list(ROLE_COLORS)
+    L, H = strengths.shape
+    z = np.array([[roles.index(label) for label in row] for row in labels], dtype=np.float32)
+    n = len(roles)
+    colorscale = []
+    for i, role in enumerate(roles):  # a step per role: z = i maps into [i/n, (i+1)/n]
+        colorscale += [[i / n, ROLE_COLORS[role]], [(i + 1) / n, ROLE_COLORS[role]]]
+    text = [[f"{labels[layer][h]}<br>{strengths[layer, h]:.2f}" for h in range(H)] for layer in range(L)]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z + 0.5,
+            zmin=0,
+            zmax=n,
+            x=[f"H{h}" for h in range(H)],
+            y=[f"L{layer}" for layer in range(L)],
+            text=text,
+            texttemplate="%{text}",
+            textfont=dict(size=9, color="black"),
+            colorscale=colorscale,
+            showscale=False,
+            xgap=1,
+            ygap=1,
+            hovertemplate="%{y} %{x}: %{text}<extra></extra>",
+        )
+    )
+    if selected is not None:
+        layer, head = selected
+        rect = dict(x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5)
+        fig.add_shape(type="rect", line=dict(color=HIGHLIGHT, width=3), **rect)
+    fig.update_layout(**base_layout(), yaxis=dict(autorange="reversed"), height=max(220, 30 * L + 90))
     return fig
