@@ -123,3 +123,37 @@ def test_a_callers_mistake_leaves_one_line_in_the_server_log(client, app_process
         client.predict("", BUNDLED_NAME, api_name="/loss")
     log = app_process.log.read_text()
     assert "API request refused: the prompt is empty" in log and "Traceback" not in log, log[-3000:]
+
+
+def test_heads_explained_endpoints(client):
+    """Why a key wins (the parts sum to the score), composition, the model's own roles and a head card."""
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    names = [p["parameter_name"] for p in endpoints["/qk_attribution"]["parameters"]]
+    assert names == ["prompt", "model", "layer", "head", "query", "key"]
+    cell = client.predict(REPEATED, BUNDLED_NAME, 1, 0, 15, 5, api_name="/qk_attribution")
+    assert abs(sum(map(sum, cell["matrix"])) - cell["score"]) < 1e-3 and len(cell["labels"]) == len(cell["key"])
+    contrast = dict(zip(cell["labels"], cell["key_contrast"], strict=True))
+    assert max(contrast, key=contrast.get) == "L0H0"  # the previous-token head makes the induction key win
+    scores = client.predict(BUNDLED_NAME, "k", api_name="/composition")["scores"]
+    assert len(scores) == 6 and len(scores[0][0]) == 6 and scores[1][0][0][0] == 0  # no layer reads a later one
+    roles = client.predict(BUNDLED_NAME, api_name="/head_roles")
+    assert roles["labels"][0][0] == "previous-token" and roles["labels"][1] == ["induction"] * 4
+    assert set(roles["scores"]) >= {"previous-token", "duplicate-token", "induction", "sink", "copying"}
+    card = client.predict(BUNDLED_NAME, 1, 0, " king", api_name="/head_card")
+    assert card["role"] == "induction" and -1 <= card["copying"] <= 1 and card["ov"][0]["token"] == "␣king"
+    assert any(p["layer"] == 0 and p["head"] == 0 for p in card["partners"])
+
+
+@pytest.mark.parametrize(
+    "args, api, message",
+    [
+        ((REPEATED, BUNDLED_NAME, 1, 0, 5, 15), "/qk_attribution", "key 15 comes after query 5"),
+        ((REPEATED, BUNDLED_NAME, 1, 7, 5, 1), "/qk_attribution", "head must be between 0 and 3"),
+        ((REPEATED, BUNDLED_NAME, 9, 0, 5, 1), "/qk_attribution", "layer must be between 0 and 5"),
+        ((BUNDLED_NAME, "w"), "/composition", "unknown composition mode 'w'"),
+        ((BUNDLED_NAME, 1, 9, ""), "/head_card", "head must be between 0 and 3"),
+    ],
+)
+def test_heads_explained_errors_are_one_line(client, args, api, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(*args, api_name=api)

@@ -239,3 +239,42 @@ def test_an_inaccurate_int8_is_not_used_and_the_status_says_so(monkeypatch):
     assert not any(isinstance(m, Int8Linear) for m in service.models().decoder(BUNDLED_NAME, True).modules())
     float_ids = list(ui.run_generation("ROMEO:\n", BUNDLED_NAME, 5, 0, 0, 1.0, 0, False))[-2][ui.session_state].ids
     assert updates[-2][ui.session_state].ids == float_ids
+
+
+def test_the_models_own_heads_before_any_text(monkeypatch):
+    """On page load, the All heads tab shows the model's own roles and the Weights tab its
+    composition map and a passport, with no text; clicks open heads' passports."""
+    monkeypatch.setattr(gr, "Warning", lambda message: None)
+    out = ui.show_model_heads(BUNDLED_NAME, ui.MODEL_ROLES, "k", None, "", None, {})
+    roles = out[ui.weights_shown]["model-roles"].data["labels"]
+    assert roles[0][0] == "previous-token" and roles[1] == ["induction"] * 4
+    assert out[ui.scores_plot]["label"].startswith("The model's own roles") and "L0 H0" in out[ui.card_md]
+    shown = out[ui.weights_shown]
+    no_text = (None, None, [], ui.MODEL_ROLES, None, ui.CLEAN, None, "", BUNDLED_NAME, "k", "0,0", "", shown)
+    opened = ui.bridge_click("composition:0,4@1", *no_text)  # sender L0 H0, receiver L1 H0 (column 4)
+    assert opened[ui.card_head]["value"] == "1,0" and opened[ui.card_md].startswith("### L1 H0 · induction")
+    partners = opened[ui.weights_shown]["head-card"].data["partners"]
+    first = partners[0]
+    partner = ui.bridge_click("card-partners:0,0@2", *no_text[:-3], "1,0", "", shown)
+    assert partner[ui.card_head]["value"] == f"{first['layer']},{first['head']}"
+    from_roles = ui.bridge_click("scores:1,2@3", *no_text)  # a head of the roles map, no text yet
+    assert from_roles[ui.tabs].selected == ui.WEIGHTS_TAB and from_roles[ui.card_head]["value"] == "1,2"
+    assert ui.show_scores(None, BUNDLED_NAME, None, "induction")[ui.status_box].startswith("⚠ generate some text")
+    files = ui.export_weights(BUNDLED_NAME, opened[ui.weights_shown])[ui.weights_exports]["value"]
+    stems = {Path(f).stem for f in files}
+    assert stems == {"model-roles", "composition", "head-card"} and len(files) == 9
+
+
+def test_why_this_key_follows_the_text_and_goes_with_it():
+    session = last_session(generate(ui.REPEATED_EXAMPLE, 2))
+    chosen = ui.bridge_click("heatmap:15,5@1", session, "1,0", [], "induction", None, ui.CLEAN, None, "")
+    assert (
+        chosen[ui.query_tabs].selected == "why"
+        and "reads keys from (K-composition): L0 H0" in chosen[ui.qk_plot]["label"]
+    )
+    matrix = ui.show_qk_matrix(session, chosen[ui.qk_shown], None)[ui.qk_matrix]
+    assert "every pair of parts" in matrix["label"]
+    token_click = ui.update_head(session, "1,1", [], "induction", 15, ui.CLEAN, None)
+    assert token_click[ui.qk_shown] is None  # another head: the old cell's parts go
+    cleared = ui.clear_text_views({})
+    assert cleared[ui.qk_shown] is None

@@ -400,3 +400,44 @@ def test_one_warning_per_event_and_byte_tokens_named_on_hover(app_server):
         assert chips[2:5] == ["␣‹F0›‹9F›", "‹8D›", "‹95›"], chips
         titles = page.locator(TOKEN_CHIPS).evaluate_all("(els) => els.map((e) => e.title)")
         assert titles[2:5] == ["bytes of “🍕”"] * 3, titles
+
+
+COMPOSITION_CELL = """([row, col]) => {
+    const gd = document.querySelector('#composition .js-plotly-plot'), layout = gd._fullLayout, box = gd.getBoundingClientRect();
+    return [box.x + layout.xaxis._offset + layout.xaxis.l2p(col), box.y + layout.yaxis._offset + layout.yaxis.l2p(row)];
+}"""
+ROLE_LABELS = "() => { const gd = document.querySelector('#scores .js-plotly-plot'); return gd && gd.data[0].text ? gd.data[0].text.map(r => r.map(t => t.split('<br>')[0])) : null; }"
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_heads_explained_answers_in_view(app_server, viewport):
+    """Before any prompt, All heads shows the model's own roles; the composition map opens a head's
+    passport; a heatmap cell of an induction stripe says why the key wins, in view at both sizes."""
+    with browser_page(app_server, viewport) as page:
+        open_tab(page, "All heads")
+        page.wait_for_function(f"() => ({ROLE_LABELS})() !== null", timeout=WAIT_MS)
+        roles = page.evaluate(ROLE_LABELS)
+        assert roles[0][0] == "previous-token" and roles[1] == ["induction"] * 4, roles
+
+        open_tab(page, "Weights")
+        page.wait_for_function(
+            "() => !!document.querySelector('#composition .js-plotly-plot')?.data?.length", timeout=WAIT_MS
+        )
+        page.locator("#composition .nsewdrag").first.scroll_into_view_if_needed()
+        page.mouse.click(*page.evaluate(COMPOSITION_CELL, [0, 4]))  # L0 H0 → L1 H0
+        expect(page.locator("#card-md h3")).to_have_text("L1 H0 · induction", timeout=WAIT_MS)
+        assert in_view(page, "#card-md h3")
+
+        open_tab(page, "Attention")
+        generate(page, REPEATED, max_tokens=2)
+        page.locator("#head input").click()
+        page.get_by_role("option", name=re.compile(r"^L1 H0 ")).first.click()
+        expect(page.locator("#heatmap label")).to_contain_text("L1 H0", timeout=WAIT_MS)
+        page.locator("#heatmap .nsewdrag").first.scroll_into_view_if_needed()
+        page.mouse.click(*page.evaluate(CELL_CENTER, [15, 5]))  # ' tongue' (repeat) → ' lamb' (first copy)
+        label = page.locator("#qk-parts label")
+        expect(label).to_contain_text("query 15", timeout=WAIT_MS)
+        assert "attends to key 5" in label.text_content() and "K-composition): L0 H0" in label.text_content()
+        top_key_part = page.evaluate("() => document.querySelector('#qk-parts .js-plotly-plot').data[0].y[0]")
+        assert top_key_part == "L0H0"  # the previous-token head is why the induction key wins
+        assert in_view(page, "#qk-parts .nsewdrag")

@@ -27,10 +27,12 @@ from .texts import (
     FONTS,
     LOG_OPTION,
     MEAN_OPTION,
+    MODEL_ROLES,
     MONO_FONTS,
     PATCH_EXAMPLE,
     REPEATED_EXAMPLE,
     SINK_OPTION,
+    WEIGHTS_TAB,
 )
 from .widgets import CLICK_TARGETS, w
 
@@ -45,9 +47,11 @@ __all__ = [
     "CLEAN",
     "LOG_OPTION",
     "MEAN_OPTION",
+    "MODEL_ROLES",
     "PATCH_EXAMPLE",
     "REPEATED_EXAMPLE",
     "SINK_OPTION",
+    "WEIGHTS_TAB",
     "assets_dir",
     "bridge_click",
     "build_demo",
