@@ -126,7 +126,7 @@ THUMBNAIL_CENTER = """([layer, head]) => {
     const cell = gd.layout.meta.cell;
     return [box.x + layout.xaxis._offset + layout.xaxis.l2p((head + 0.4) * cell), box.y + layout.yaxis._offset + layout.yaxis.l2p((layer + 0.7) * cell)];
 }"""
-SCORE_MAP_SHOWS = "(name) => { const gd = document.querySelector('#scores .js-plotly-plot'); return !!(gd && gd._fullData && gd._fullData[0].colorbar.title.text === name); }"
+SCORE_MAP_SHOWS = "(name) => { const gd = document.querySelector('#scores .js-plotly-plot'); return !!(gd && gd._fullData && gd._fullData[0]?.colorbar?.title?.text === name); }"
 
 
 def hover_cell(page, query: int, key: int) -> str:

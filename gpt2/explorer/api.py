@@ -163,5 +163,5 @@ def api_head_card(model: str = BUNDLED_NAME, layer: int = 0, head: int = 0, toke
     layer, head = check_head(layer, head, loaded.config.num_layers, loaded.config.num_heads)
     if head == MEAN:
         raise UserInputError("a head card is of one head: give a head number")
-    view, _ = heads_views.head_card(loaded, layer, head, card_token_ids(loaded, tokens, None))
+    view, _ = heads_views.head_card(loaded, layer, head, card_token_ids(tokens, None))
     return {**view.data, "copying": view.data["scores"]["copying"]}

@@ -25,7 +25,7 @@ def head_options(model) -> list[tuple[str, str]]:
     ]
 
 
-def card_token_ids(model, typed, session) -> list[int]:
+def card_token_ids(typed, session) -> list[int]:
     """The tokens a passport's tables are about: those typed, else the text's first distinct ones,
     else `CARD_EXAMPLE`'s."""
     typed = clean_text(typed or "", "the tokens")
@@ -37,7 +37,7 @@ def card_token_ids(model, typed, session) -> list[int]:
 
 
 def _card(model, layer: int, head: int, tokens, session, shown: dict | None) -> dict:
-    partners, markdown = heads_views.head_card(model, layer, head, card_token_ids(model, tokens, session))
+    partners, markdown = heads_views.head_card(model, layer, head, card_token_ids(tokens, session))
     return {
         w.card_head: gr.update(choices=head_options(model), value=head_value(layer, head)),
         w.card_md: markdown,
