@@ -25,7 +25,8 @@
       gd.on('plotly_click', (event) => {
         const point = event.points && event.points[0];
         if (!point) return;
-        let [row, col] = Array.isArray(point.pointNumber) ? point.pointNumber : [point.pointNumber, 0];
+        // a heatmap's cell is [row, column]; a point of a bar or scatter chart is [index, its trace]
+        let [row, col] = Array.isArray(point.pointNumber) ? point.pointNumber : [point.pointNumber, point.curveNumber];
         if (id === 'grid') {
           const cell = gd.layout.meta && gd.layout.meta.cell;
           if (!cell) return;

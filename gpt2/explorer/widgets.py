@@ -143,3 +143,8 @@ def plot(chart: Chart, **update) -> dict:
 def empty_plot(message: str, height: int = 260) -> PlotData:
     """A placeholder figure: no axes, one line of guidance."""
     return PlotData(type="plotly", plot=figures.figure_json(figures.placeholder(message, height)))
+
+
+def downloads(label: str, elem_id: str) -> gr.File:
+    """A list of files to download, hidden until there are some."""
+    return gr.File(label=label, file_count="multiple", interactive=False, visible=False, elem_id=elem_id)

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from ..chart import MAX_AXIS, Chart, visible_token
 from .attention import attention_heatmap, head_grid, layer_head_map, text_heatmap
+from .circuits import circuit_graph, faithfulness_curve
 from .heads import composition_map, partner_bars, qk_matrix, qk_parts, role_map
 from .series import (
     bar_series,
@@ -42,6 +43,8 @@ DRAWINGS = {
         composition_map,
         partner_bars,
         role_map,
+        circuit_graph,
+        faithfulness_curve,
     )
 }
 

@@ -1,0 +1,106 @@
+"""The *Lab* tab's components: the tutorial and a sub-tab per tool (`layout.build` places it)."""
+
+import gradio as gr
+
+from .texts import LAB_START, PATCH_EXAMPLE, TUTORIAL
+from .widgets import downloads, empty_plot
+
+
+def lab_tab() -> dict:
+    """The *Lab* tab: the causal tools on the current text."""
+    with gr.Tab("Lab", id="lab", elem_id="tab-lab"):
+        lab_status = gr.Textbox(
+            value=LAB_START, label="Lab", interactive=False, lines=1, max_lines=6, elem_id="lab-status"
+        )
+        with gr.Tabs(overflow_behavior="wrap"):  # every tool one tap away on a phone
+            with gr.Tab("Tutorial"):
+                gr.Markdown(TUTORIAL)
+                with gr.Row():
+                    load_example = gr.Button("1. Load the example", min_width=120)
+                    step_layer1 = gr.Button("Ablate layer 1", min_width=120)
+                    step_prev = gr.Button("Ablate L0 H0", min_width=120)
+                    step_control = gr.Button("Ablate L4 H2", min_width=120)
+            with gr.Tab("Loss & lens", elem_id="lab-loss-tab"):
+                loss_btn = gr.Button("Show the loss and the logit lens", elem_id="lab-loss-btn")
+                lab_loss = gr.Plot(
+                    empty_plot("Each token's loss given the ones before it."),
+                    label="Per-token loss",
+                    elem_id="lab-loss",
+                )
+                lab_lens = gr.Plot(
+                    empty_plot("The top token read from the residual stream after each layer."),
+                    label="Logit lens",
+                    elem_id="lab-lens",
+                )
+            with gr.Tab("Attribution", elem_id="lab-attr-tab"):
+                with gr.Row():
+                    lab_position = gr.Number(value=-1, precision=0, label="Position (-1 = last)", min_width=120)
+                    lab_target = gr.Textbox(
+                        label="Target token (empty = the actual next one, or the top prediction at the end)",
+                        min_width=200,
+                    )
+                attr_btn = gr.Button("Attribute and sweep", elem_id="lab-attr-btn")
+                with gr.Row(equal_height=False):
+                    lab_direct = gr.Plot(
+                        empty_plot("Each head's direct share of the target's logit."),
+                        label="Direct attribution",
+                        elem_id="lab-direct",
+                        min_width=260,
+                    )
+                    lab_sweep = gr.Plot(
+                        empty_plot("Each head alone ablated: the change in log p."),
+                        label="Ablation sweep",
+                        elem_id="lab-sweep",
+                        min_width=260,
+                    )
+                with gr.Row(equal_height=False):
+                    lab_rest = gr.Plot(
+                        empty_plot("MLPs, embeddings and biases.", 200),
+                        label="The rest",
+                        elem_id="lab-rest",
+                        min_width=260,
+                    )
+                    lab_rank = gr.Plot(
+                        empty_plot("The target's rank, layer by layer.", 200),
+                        label="Rank in the logit lens",
+                        elem_id="lab-rank",
+                        min_width=260,
+                    )
+            with gr.Tab("Ablation", elem_id="lab-ablate-tab"):
+                with gr.Row():
+                    lab_heads_box = gr.Textbox(
+                        label="Heads (L0H0, L1H2, or L1 for a layer; click heads in the lab's maps)",
+                        value="L1",
+                        scale=3,
+                        elem_id="lab-heads",
+                    )
+                    lab_mode = gr.Radio(["zero", "mean"], value="zero", label="Ablation", scale=1, min_width=140)
+                ablate_btn = gr.Button("Ablate", variant="primary", elem_id="lab-ablate-btn")
+                lab_ablate_loss = gr.Plot(
+                    empty_plot("Per-token loss, clean and ablated."),
+                    label="Loss before and after",
+                    elem_id="lab-ablate-loss",
+                )
+                lab_ablate_bars = gr.Plot(
+                    empty_plot("Next-token probabilities, clean and ablated.", 220),
+                    label="Next token before and after",
+                    elem_id="lab-ablate-bars",
+                )
+            with gr.Tab("Patching", elem_id="lab-patch-tab"):
+                patch_clean = gr.Textbox(label="Clean prompt", value=PATCH_EXAMPLE[0], lines=2)
+                patch_corrupted = gr.Textbox(
+                    label="Corrupted prompt (the same number of tokens)", value=PATCH_EXAMPLE[1], lines=2
+                )
+                patch_btn = gr.Button("Patch clean into corrupted", variant="primary", elem_id="lab-patch-btn")
+                lab_patch_resid = gr.Plot(
+                    empty_plot("The residual stream patched per layer and position."),
+                    label="Residual stream",
+                    elem_id="lab-patch-resid",
+                )
+                lab_patch_heads = gr.Plot(
+                    empty_plot("Each head's output patched."), label="Heads", elem_id="lab-patch-heads"
+                )
+        lab_export_btn = gr.Button("Export the lab's numbers (.json, .csv) and figures (.html)", elem_id="lab-export")
+        lab_exports = downloads("Lab downloads", "lab-exports")
+
+    return locals()
