@@ -9,8 +9,10 @@ D = head_dim, C = embed_dim):
 
     hook_embed, hook_pos_embed                                        (B, T, C)
     blocks.{l}.hook_resid_pre, hook_attn_out, hook_resid_mid,
-              hook_mlp_out, hook_resid_post                           (B, T, C)
+              hook_mlp_in, hook_mlp_out, hook_resid_post              (B, T, C)
+    blocks.{l}.hook_q_input, hook_k_input, hook_v_input               (B, T, H, C)
     blocks.{l}.attn.hook_q, hook_k, hook_v, hook_z                    (B, T, H, D)
+    blocks.{l}.attn.hook_result                                       (B, T, H, C)
     blocks.{l}.attn.hook_attn_scores, hook_pattern                    (B, H, T_query, T_key)
     blocks.{l}.mlp.hook_pre, hook_post                                (B, T, 4C)
 
@@ -20,6 +22,13 @@ sees the probabilities a block of consecutive queries at a time, (B, H, n, K) ov
 blocks in order from query 0, so a pass can read (or change) every head's attention without ever
 holding a (T, T) map. Attention computes the probabilities explicitly only while one of those three
 is hooked on the calling thread; otherwise it runs the fused SDPA kernel (see `AttentionPath`).
+
+The per-head hook points cost nothing unless hooked. `hook_q_input`, `hook_k_input`, `hook_v_input`
+hold the stream entering the block once per head, before `ln_1`, as that head's query, key or value
+reads it; while one is hooked the block applies `ln_1` and the projections head by head, so a hook can
+change what one head's keys see and nothing else. `attn.hook_result` holds each head's output through
+its own columns of `c_proj`, without the bias; while it is hooked, the attention output is their sum
+plus the bias. `hook_mlp_in` is the stream entering `ln_2`.
 """
 
 import enum
@@ -86,10 +95,13 @@ class CausalSelfAttention(nn.Module):
         # (B, H, n, K): the probabilities of n consecutive queries, block after block from query 0
         self.hook_pattern_rows = HookPoint(per_block=True)
         self.hook_z = HookPoint()  # (B, T, H, D): each head's output, before c_proj mixes them
+        self.hook_result = HookPoint()  # (B, T, H, C): each head's output through its columns of c_proj
         self.layer_idx = 0  # set by GPT2 so a shared KVCache knows which slot is ours
 
-    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
-        B, T, C = x.shape
+    def forward(self, x, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """`x` is the output of the block's first LayerNorm, (B, T, C), or three of them, (B, T, H, C)
+        each: what each head's query, key and value read (see `TransformerBlock`)."""
+        B, T, C = x.shape if isinstance(x, torch.Tensor) else (*x[0].shape[:2], x[0].size(-1))
         path = self._choose_path(x)
         q, k, v = self._heads(x, float32=path is not AttentionPath.FUSED)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
@@ -103,7 +115,13 @@ class CausalSelfAttention(nn.Module):
         else:
             z = self._attend(self._pattern_blocks(path, q, k), v)
         z = self.hook_z(z.transpose(1, 2))  # (B, T, H, D)
-        return _dropout(self.resid_dropout, self.c_proj(z.reshape(B, T, C)))
+        if self.hook_result.is_hooked():
+            w_o = self.c_proj.weight.view(C, self.num_heads, self.head_dim)  # (C, H, D): each head's columns
+            result = self.hook_result(torch.einsum("bthd,chd->bthc", z, w_o.to(z.dtype)))  # (B, T, H, C)
+            out = result.sum(2) + self.c_proj.bias.to(result.dtype)
+        else:
+            out = self.c_proj(z.reshape(B, T, C))
+        return _dropout(self.resid_dropout, out)
 
     def _choose_path(self, x: torch.Tensor) -> AttentionPath:
         """The fused kernel unless a hook on this thread reads the scores or the probabilities; then
@@ -113,7 +131,8 @@ class CausalSelfAttention(nn.Module):
         )
         if not (scores or pattern or rows):
             return AttentionPath.FUSED
-        if scores or (torch.is_grad_enabled() and (x.requires_grad or self.c_attn.weight.requires_grad)):
+        grad_in = any(t.requires_grad for t in ([x] if isinstance(x, torch.Tensor) else x))
+        if scores or (torch.is_grad_enabled() and (grad_in or self.c_attn.weight.requires_grad)):
             return AttentionPath.SCORES
         return AttentionPath.PATTERN if pattern else AttentionPath.ROWS
 
@@ -135,8 +154,11 @@ class CausalSelfAttention(nn.Module):
     def _heads(self, x: torch.Tensor, float32: bool, heads: slice = slice(None)):
         """Queries, keys, values, each (B, T, n, D), of the `heads` (all by default). With `float32`,
         in float32 also under autocast: attention probabilities that people read move by several
-        hundredths when sharp heads see bf16 keys."""
+        hundredths when sharp heads see bf16 keys. `x` may be three (B, T, H, C) inputs, one per
+        projection: each head then projects its own row."""
         H, D = self.num_heads, self.head_dim
+        if not isinstance(x, torch.Tensor):
+            return self._split_heads(x, float32)
         n = len(range(H)[heads])
         project = self.c_attn
         if n != H:  # only these heads' rows of the fused projection, (3 * n * D, C)
@@ -150,6 +172,21 @@ class CausalSelfAttention(nn.Module):
             qkv = project(x)
         B, T, _ = x.shape
         return qkv.view(B, T, 3, n, D).unbind(2)
+
+    def _split_heads(self, inputs, float32: bool):
+        """Queries, keys, values (B, T, H, D) from what each head's query, key and value read, three
+        (B, T, H, C): each head projects its own row."""
+        H, D = self.num_heads, self.head_dim
+        weight, bias = self.c_attn.weight.view(3, H, D, -1), self.c_attn.bias.view(3, H, D)
+
+        def project(part: int, x: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("bthc,hdc->bthd", x, weight[part].to(x.dtype)) + bias[part].to(x.dtype)
+
+        device = inputs[0].device.type
+        if float32 and torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return tuple(project(part, x.float()) for part, x in enumerate(inputs))
+        return tuple(project(part, x) for part, x in enumerate(inputs))
 
     def _masked_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Scaled scores (B, H, T_query, T_key) in float32, the future set to -inf."""
@@ -237,11 +274,24 @@ class TransformerBlock(nn.Module):
         # the residual stream, (B, T, C): entering, after attention, leaving; and what each part adds
         self.hook_resid_pre, self.hook_resid_mid, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
         self.hook_attn_out, self.hook_mlp_out = HookPoint(), HookPoint()
+        self.hook_mlp_in = HookPoint()  # (B, T, C): the stream entering ln_2
+        # (B, T, H, C): the stream entering ln_1, once per head, as its query, key or value reads it
+        self.hook_q_input, self.hook_k_input, self.hook_v_input = HookPoint(), HookPoint(), HookPoint()
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), kv_cache=kv_cache)))
-        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
+        split = any(p.is_hooked() for p in (self.hook_q_input, self.hook_k_input, self.hook_v_input))
+        attn_in = self._per_head_inputs(x) if split else self.ln_1(x)
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(attn_in, kv_cache=kv_cache)))
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(self.hook_mlp_in(x)))))
+
+    def _per_head_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`ln_1` of the stream as each head's query, key and value read it: three (B, T, H, C), each
+        a copy of `x` per head passed through its hook point first."""
+        B, T, C = x.shape
+        per_head = x[:, :, None].expand(B, T, self.attn.num_heads, C)
+        points = (self.hook_q_input, self.hook_k_input, self.hook_v_input)
+        return tuple(self.ln_1(point(per_head.clone())) for point in points)
 
 
 class GPT2(nn.Module):

@@ -26,10 +26,20 @@ def expected_shapes(layers=3, heads=4, head_dim=8, d_model=32):
     shapes = {"hook_embed": (B, T, d_model), "hook_pos_embed": (B, T, d_model)}
     for layer in range(layers):
         block = f"blocks.{layer}"
-        for name in ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"):
+        for name in (
+            "hook_resid_pre",
+            "hook_attn_out",
+            "hook_resid_mid",
+            "hook_mlp_in",
+            "hook_mlp_out",
+            "hook_resid_post",
+        ):
             shapes[f"{block}.{name}"] = (B, T, d_model)
+        for name in ("hook_q_input", "hook_k_input", "hook_v_input"):
+            shapes[f"{block}.{name}"] = (B, T, heads, d_model)
         for name in ("hook_q", "hook_k", "hook_v", "hook_z"):
             shapes[f"{block}.attn.{name}"] = (B, T, heads, head_dim)
+        shapes[f"{block}.attn.hook_result"] = (B, T, heads, d_model)
         shapes[f"{block}.attn.hook_attn_scores"] = (B, heads, T, T)
         shapes[f"{block}.attn.hook_pattern"] = (B, heads, T, T)
         shapes[f"{block}.mlp.hook_pre"] = (B, T, 4 * d_model)
@@ -77,8 +87,8 @@ def test_what_the_hook_points_hold(model, idx):
 
 OUTSIDE_BLOCKS = ("embed", "pos_embed")
 IN_EVERY_BLOCK = (
-    *("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post"),
-    *("q", "k", "v", "z", "attn_scores", "pattern", "pattern_rows"),
+    *("resid_pre", "attn_out", "resid_mid", "mlp_in", "mlp_out", "resid_post"),
+    *("q_input", "k_input", "v_input", "q", "k", "v", "z", "result", "attn_scores", "pattern", "pattern_rows"),
     *("pre", "post"),
 )
 
@@ -90,7 +100,9 @@ def test_act_name_spells_every_hook_point_from_its_short_name(model):
     assert act_name("z", 3) == "blocks.3.attn.hook_z" and act_name("resid_pre", 3) == "blocks.3.hook_resid_pre"
     assert act_name("pattern", 0) == "blocks.0.attn.hook_pattern" and act_name("mlp_out", 1) == "blocks.1.hook_mlp_out"
     assert act_name("post", 2) == "blocks.2.mlp.hook_post" and act_name("embed") == "hook_embed"
-    for unknown in ("q_input", "result", "hook_z", "blocks.0.attn.hook_z", ""):
+    assert act_name("k_input", 1) == "blocks.1.hook_k_input" and act_name("result", 0) == "blocks.0.attn.hook_result"
+    assert act_name("mlp_in", 2) == "blocks.2.hook_mlp_in"
+    for unknown in ("qinput", "results", "hook_z", "blocks.0.attn.hook_z", ""):
         with pytest.raises(ValueError, match=r"the short names are embed, pos_embed, .*mlp_out"):
             act_name(unknown, 0)
     with pytest.raises(ValueError, match="give its layer"):
@@ -110,9 +122,13 @@ def test_names_filter_keeps_only_what_is_asked(model, idx):
 
 def test_an_identity_intervention_leaves_logits_bit_identical(model, idx):
     clean = model(idx)
-    fns = {name: (lambda x, hook: x) for name in hook_dict(model) if "pattern" not in name and "scores" not in name}
+    explicit = ("pattern", "scores", "_input", "result")  # these change how attention is computed
+    fns = {name: (lambda x, hook: x) for name in hook_dict(model) if not any(part in name for part in explicit)}
     with hooks(model, fns):
         assert torch.equal(model(idx), clean)  # the fused attention path, every other point hooked
+    per_head = [act_name(part, layer) for part in ("q_input", "k_input", "v_input", "result") for layer in range(3)]
+    with hooks(model, dict.fromkeys(per_head, lambda x, hook: x)):
+        assert torch.allclose(model(idx), clean, atol=1e-5)  # each head's inputs and outputs on their own
     with hooks(model, {"blocks.1.attn.hook_pattern": lambda x, hook: x}):
         assert torch.allclose(model(idx), clean, atol=1e-5)  # the explicit path
 
@@ -139,6 +155,49 @@ def test_a_hook_that_returns_a_tensor_replaces_the_activation_downstream(model, 
         _, cache = run_with_cache(model, idx, names_filter=["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"])
     assert cache["blocks.1.hook_resid_pre"].abs().max() == 0
     assert not torch.allclose(cache["blocks.2.hook_resid_pre"], clean["blocks.2.hook_resid_pre"])
+
+
+def test_with_nothing_hooked_a_pass_is_bit_identical_to_the_plain_fused_blocks(model, idx):
+    with torch.no_grad():
+        x = model.wte(idx) + model.wpe(torch.arange(T))
+        for block in model.blocks:
+            x = x + block.attn(block.ln_1(x))
+            x = x + block.mlp(block.ln_2(x))
+        assert torch.equal(model(idx), model.lm_head(model.ln_f(x)))
+
+
+def test_the_per_head_inputs_and_results_add_up(model, idx):
+    _, cache = run_with_cache(model, idx)
+    for layer, block in enumerate(model.blocks):
+        resid_pre = cache[act_name("resid_pre", layer)]
+        W = block.attn.c_attn.weight.view(3, 4, 8, 32)  # (q k v, H, D, C)
+        b = block.attn.c_attn.bias.view(3, 4, 8)
+        for part, name in enumerate(("q", "k", "v")):
+            inputs = cache[act_name(f"{name}_input", layer)]  # (B, T, H, C)
+            assert torch.equal(inputs, resid_pre[:, :, None].expand(-1, -1, 4, -1))
+            projected = torch.einsum("bthc,hdc->bthd", block.ln_1(inputs), W[part]) + b[part]
+            assert torch.allclose(projected, cache[act_name(name, layer)], atol=1e-5)
+        result = cache[act_name("result", layer)]
+        assert torch.allclose(result.sum(2) + block.attn.c_proj.bias, cache[act_name("attn_out", layer)], atol=1e-5)
+        assert torch.equal(cache[act_name("mlp_in", layer)], cache[act_name("resid_mid", layer)])
+
+
+def test_a_hook_on_one_heads_key_input_changes_only_its_keys(model, idx):
+    _, clean = run_with_cache(model, idx, names_filter=lambda name: name.startswith("blocks.1.attn.hook_"))
+
+    def shift_head_2(x, hook):  # (B, T, H, C)
+        x = x.clone()
+        x[:, :, 2] += torch.linspace(-1, 1, x.size(-1))  # not a constant: ln_1 would take it away
+        return x
+
+    names = [act_name(part, 1) for part in ("q", "k", "v")]
+    with hooks(model, {"blocks.1.hook_k_input": shift_head_2}):
+        _, changed = run_with_cache(model, idx, names_filter=names)
+    q, k, v = (changed[name] for name in names)
+    assert torch.allclose(q, clean[names[0]], atol=1e-6) and torch.allclose(v, clean[names[2]], atol=1e-6)
+    others = [0, 1, 3]
+    assert torch.allclose(k[:, :, others], clean[names[1]][:, :, others], atol=1e-6)
+    assert not torch.allclose(k[:, :, 2], clean[names[1]][:, :, 2], atol=1e-3)
 
 
 def test_pattern_rows_hand_out_the_pattern_a_block_of_queries_at_a_time():
