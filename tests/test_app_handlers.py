@@ -152,7 +152,7 @@ def test_the_lab_buttons():
     switched = ui.update_head(session, "1,0", [], "induction", None, ui.ABLATED, ablation)
     label = dict((v, k) for k, v in switched[ui.head_box]["choices"])["1,0"]
     assert label.split(" (")[0] in switched[ui.heatmap]["label"]
-    out = ui.lab_patch(*ui.PATCH_EXAMPLE, session, progress=lambda *a, **k: None)
+    out = ui.lab_patch(*ui.PATCH_EXAMPLE, "", "", "", session, progress=lambda *a, **k: None)
     assert "Answers:" in out[ui.lab_status] and ui.lab_patch_resid in out
 
 
@@ -162,7 +162,15 @@ def test_the_lab_buttons():
         (lambda s: ui.lab_ablate(s, "L9", "zero", -1, ""), "layer 9 does not exist"),
         (lambda s: ui.lab_ablate(s, "L1", "half", -1, ""), "zero or mean"),
         (lambda s: ui.lab_attribute(s, 999, "", progress=lambda *a, **k: None), "position must be between"),
-        (lambda s: ui.lab_patch("a b", "a b c", s, progress=lambda *a, **k: None), "clean has 2, corrupted 3"),
+        (
+            lambda s: ui.lab_patch("a b", "a b c", "", "", "", s, progress=lambda *a, **k: None),
+            "clean has 2, corrupted 3",
+        ),
+        (lambda s: ui.lab_patch("a b", "a c", " b", "", "", s, progress=lambda *a, **k: None), "type both answers"),
+        (lambda s: ui.lab_circuit("a b", "a c", " two words", " c", "", 30, "eap-ig", s), "is 2 tokens"),
+        (lambda s: ui.lab_circuit("a b", "a c", "", "", "", 0, "eap-ig", s), "number of edges"),
+        (lambda s: ui.lab_circuit("a b", "a c", "", "", "x | y | z", 30, "eap", s), "line 1 of the prompt set"),
+        (lambda s: ui.load_task("sorting", s), "unknown task"),
         (lambda s: ui.lab_loss_and_lens(EMPTY_SESSION), "generate some text first"),
     ],
 )
@@ -201,7 +209,7 @@ def test_the_lab_exports_every_view_it_shows(monkeypatch):
     assert ui.export_lab(session, {})[ui.lab_status].startswith("⚠ run a Lab tool first") and warnings
     shown = ui.lab_loss_and_lens(session)[ui.lab_shown]
     shown = ui.lab_ablate(session, "L0H0", "zero", -1, "", shown)[ui.lab_shown]
-    shown = ui.lab_patch(*ui.PATCH_EXAMPLE, session, shown, progress=lambda *a, **k: None)[ui.lab_shown]
+    shown = ui.lab_patch(*ui.PATCH_EXAMPLE, "", "", "", session, shown, progress=lambda *a, **k: None)[ui.lab_shown]
     out = ui.export_lab(session, shown)
     names = sorted(Path(f).name for f in out[ui.lab_exports]["value"])
     stems = ["ablation-loss", "ablation-next-token", "logit-lens", "loss", "patching-heads", "patching-residual"]
@@ -278,3 +286,34 @@ def test_why_this_key_follows_the_text_and_goes_with_it():
     assert token_click[ui.qk_shown] is None  # another head: the old cell's parts go
     cleared = ui.clear_text_views({})
     assert cleared[ui.qk_shown] is None
+
+
+def test_the_circuit_of_the_induction_task(monkeypatch):
+    """The tutorial's fourth step loads the induction task into the Circuit sub-tab; its circuit is a
+    graph from the embeddings to the logits with a faithfulness curve; a head node opens the head."""
+    loaded = ui.tutorial_circuit(None)
+    assert loaded[ui.lab_tabs].selected == "circuit" and loaded[ui.circ_clean] and loaded[ui.circ_answer_clean]
+    pair = [loaded[box] for box in (ui.circ_clean, ui.circ_corrupted, ui.circ_answer_clean, ui.circ_answer_corrupted)]
+    out = ui.lab_circuit(*pair, "", 30, "eap-ig", None, {})
+    nodes = out[ui.circuit_nodes]
+    assert nodes[0] == "embed" and nodes[-1] == "logits" and "L0H0" in nodes
+    graph = out[ui.lab_shown]["circuit"].data
+    assert any(e["src"] == "L0H0" and e["dst"].startswith("L1") and e["input"] == "k" for e in graph["edges"])
+    assert [n for n, _ in graph["curve"]][:3] == [5, 10, 20] and "faithfulness" in out[ui.lab_status]
+    session = last_session(generate(ui.REPEATED_EXAMPLE, 2))
+    args = (session, "0,0", [], "induction", None, ui.CLEAN, None, "", BUNDLED_NAME, "k", None, "", {}, nodes)
+    opened = ui.bridge_click(f"circuit-graph:{nodes.index('L0H0')},0@1", *args)
+    assert opened[ui.head_box]["value"] == "0,0" and opened[ui.tabs].selected == ui.ATTENTION_TAB
+    assert ui.bridge_click("circuit-graph:0,3@2", *args) == {}  # an edge's hover point, not a node
+    monkeypatch.setattr(gr, "Warning", lambda message: None)
+    assert "embed is not a head" in ui.bridge_click("circuit-graph:0,0@3", *args)[ui.status_box]
+
+
+def test_attribution_patching_beside_exact_patching():
+    pair = (*ui.PATCH_EXAMPLE, "", "")
+    shown = ui.lab_patch(*pair, "", None, {}, progress=lambda *a, **k: None)[ui.lab_shown]
+    out = ui.lab_attribution_patch(*pair, "", 5, None, shown)
+    assert "Pearson r = " in out[ui.lab_status] and ui.lab_apatch_heads in out
+    other = ui.lab_attribution_patch(*pair, f"{ui.PATCH_EXAMPLE[0]} | {ui.PATCH_EXAMPLE[1]}", 0, None, shown)
+    assert "Pearson" not in other[ui.lab_status]  # a prompt set is not the pair exact patching saw
+    assert "one gradient" in other[ui.lab_status]

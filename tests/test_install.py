@@ -124,7 +124,7 @@ def test_the_console_script_is_declared_and_rejects_a_bad_model_directory(instal
 
 @pytest.mark.slow
 def test_the_installed_app_has_its_front_end_and_help_anywhere(installed, tmp_path):
-    code = "from gpt2.explorer import ui; print(ui.assets_dir()); print('\"heatmap\": \"#query-panels\"' in ui.page_script())"
+    code = 'from gpt2.explorer import ui; print(ui.assets_dir()); print(\'"heatmap": "#query-panels"\' in ui.page_script())'
     result = run_elsewhere(installed, tmp_path, "-c", code)
     assert result.returncode == 0, result.stderr
     folder, has_script = result.stdout.split()

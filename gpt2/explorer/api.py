@@ -1,4 +1,5 @@
-"""The app's named API endpoints (`/generate`, `/attention`, the lab's five, heads explained's four):
+"""The app's named API endpoints (`/generate`, `/attention`, the lab's five, heads explained's four,
+circuits' three):
 each checks its input,
 computes the same numbers the page shows (no figure is drawn), and answers a user error with one
 line (see `errors.user_errors`)."""
@@ -8,10 +9,10 @@ from collections.abc import Iterator
 from ..heads import composition_scores, model_roles
 from ..lab import Ablation
 from ..tokenizer import get_tokenizer
-from . import heads_views, lab_views, service, views
+from . import circuit_views, heads_views, lab_views, service, views
 from .errors import user_errors
 from .heads_tab import card_token_ids
-from .inputs import MEAN, UserInputError, as_int, check_head, encode_prompt, parse_heads
+from .inputs import MEAN, UserInputError, as_int, check_head, encode_prompt, parse_heads, read_pairs
 from .models import BUNDLED_NAME
 from .widgets import on_gpu
 
@@ -104,16 +105,72 @@ def api_ablate(prompt: str, model: str = BUNDLED_NAME, heads: str = "L0H0", mode
     return {key: loss_view.data[key] for key in ("tokens", "loss_before", "loss_after", "top_before", "top_after")}
 
 
+def _api_pairs(clean: str, corrupted: str, model: str, answer_clean: str, answer_corrupted: str):
+    loaded = service.models().get(model)
+    return loaded, read_pairs(loaded, clean, corrupted, answer_clean, answer_corrupted, "")
+
+
 @user_errors()
 @on_gpu
-def api_patch(clean: str, corrupted: str, model: str = BUNDLED_NAME) -> dict:
+def api_patch(
+    clean: str, corrupted: str, model: str = BUNDLED_NAME, answer_clean: str = "", answer_corrupted: str = ""
+) -> dict:
     """{"answer_clean", "answer_corrupted", "resid": (L, T), "heads": (L, H)}: the logit difference
-    restored by patching clean activations into the corrupted run, 0 (none) … 1 (the clean run's)."""
-    loaded = service.models().get(model)
-    clean_ids = encode_prompt(clean, loaded.config.block_size, what="the clean prompt").ids
-    corrupted_ids = encode_prompt(corrupted, loaded.config.block_size, what="the corrupted prompt").ids
-    resid_view, _, _ = lab_views.patch_views(loaded, clean_ids, corrupted_ids)
+    restored by patching clean activations into the corrupted run, 0 (none) … 1 (the clean run's).
+    The answers are one token each (" Juliet"); empty, each prompt's top next token."""
+    loaded, pairs = _api_pairs(clean, corrupted, model, answer_clean, answer_corrupted)
+    resid_view, _, _ = lab_views.patch_views(loaded, pairs)
     return {key: resid_view.data[key] for key in ("answer_clean", "answer_corrupted", "resid", "heads")}
+
+
+@user_errors()
+@on_gpu
+def api_attribute(
+    clean: str,
+    corrupted: str,
+    model: str = BUNDLED_NAME,
+    answer_clean: str = "",
+    answer_corrupted: str = "",
+    steps: int = 5,
+) -> dict:
+    """Attribution patching, patching estimated from gradients in one pass: {"answer_clean",
+    "answer_corrupted", "resid": (L, T), "heads": (L, H), "mlp": (L,)}, normalised as /patch;
+    `steps` 0 is one gradient, more integrate it from the corrupted input to the clean one."""
+    loaded, pairs = _api_pairs(clean, corrupted, model, answer_clean, answer_corrupted)
+    heads, _, _ = circuit_views.attribution_views(loaded, pairs, as_int(steps, "steps"))
+    return {key: heads.data[key] for key in ("answer_clean", "answer_corrupted", "resid", "heads", "mlp")}
+
+
+@user_errors()
+@on_gpu
+def api_circuit(
+    clean: str,
+    corrupted: str,
+    model: str = BUNDLED_NAME,
+    answer_clean: str = "",
+    answer_corrupted: str = "",
+    edges: int = 30,
+    method: str = "eap-ig",
+) -> dict:
+    """The circuit of the clean prompt's prediction against the corrupted one: {"nodes", "edges":
+    [{"from", "to", "input" (q, k, v, mlp or logits), "score"}, ...], "faithfulness", "curve":
+    [[edges kept, faithfulness], ...]}; `method` "eap-ig" (5 integrated-gradient steps) or "eap"."""
+    loaded, pairs = _api_pairs(clean, corrupted, model, answer_clean, answer_corrupted)
+    graph, _, _ = circuit_views.circuit_views(loaded, pairs, as_int(edges, "edges"), str(method).lower())
+    data = graph.data
+    edge_rows = [{"from": e["src"], "to": e["dst"], "input": e["input"], "score": e["score"]} for e in data["edges"]]
+    return {
+        **{k: data[k] for k in ("answer_clean", "answer_corrupted", "nodes", "faithfulness", "curve")},
+        "edges": edge_rows,
+    }
+
+
+@user_errors()
+@on_gpu
+def api_task(model: str = BUNDLED_NAME, name: str = "induction", seed: int = 0) -> dict:
+    """A task's pair for /patch, /attribute and /circuit: {"clean", "corrupted", "answer_clean",
+    "answer_corrupted"}; `name` "induction" (every model) or "names" (GPT-2-sized models)."""
+    return circuit_views.task_texts(service.models().get(model), str(name), as_int(seed, "seed"))
 
 
 @user_errors()

@@ -138,7 +138,7 @@ def _qk_views(session, model, entry, view: HeadView, run, ablation, query: int, 
     return {w.qk_plot: plot(qk.chart, label=qk.label), w.qk_shown: QKShown(run, view.layer, view.head, query, key, qk)}
 
 
-def _select_query(session, head_choice, options, run, ablation, position, key=None) -> dict:
+def select_position(session, head_choice, options, run, ablation, position, key=None) -> dict:
     model, entry, window = session_entry(session, run, ablation)
     query = query_position(entry, position)
     token = visible_token(entry.tokens[query])
@@ -161,7 +161,7 @@ def select_query(session, head_choice, options, run, ablation, evt: gr.SelectDat
     position = views.chip_position(session.window(model.config.block_size), evt.index)
     if position is None:
         raise UserInputError("that is the ✂ marker: the tokens before it are outside the model's context")
-    return _select_query(session, head_choice, options, run, ablation, position)
+    return select_position(session, head_choice, options, run, ablation, position)
 
 
 @user_errors("status_box")

@@ -141,3 +141,74 @@ def toggled_head(heads_text, layer: int, head: int) -> str:
     parts = [p.strip() for p in str(heads_text or "").split(",") if p.strip()]
     kept = [p for p in parts if p.upper() != name]
     return ", ".join(kept if len(kept) < len(parts) else [*parts, name])
+
+
+def answer_pair(clean_answer, corrupted_answer) -> tuple[str, str] | None:
+    """The two answers as typed (each one token, like " Juliet", with its space), or None for each
+    prompt's top prediction; the library checks that each is one token."""
+    clean_answer = clean_text(clean_answer or "", "the clean answer")
+    corrupted_answer = clean_text(corrupted_answer or "", "the corrupted answer")
+    if not clean_answer and not corrupted_answer:
+        return None
+    if not clean_answer or not corrupted_answer:
+        raise UserInputError(
+            "type both answers (each one token, like ' Juliet'), or neither for each prompt's top prediction"
+        )
+    return clean_answer, corrupted_answer
+
+
+def _field(text: str) -> str:
+    """A field of a prompt-set line: its text between double quotes (spaces kept), else stripped."""
+    text = text.strip()
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def prompt_set(text, block_size: int, max_pairs: int = 16):
+    """A prompt set typed one pair a line, `clean | corrupted`, optionally `| "answer" | "answer"`:
+    (clean prompts, corrupted prompts, answers or None), as token ids; None when the box is empty."""
+    text = clean_text(text or "", "the prompt set")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    if len(lines) > max_pairs:
+        raise UserInputError(f"a prompt set holds at most {max_pairs} pairs, one a line; this one has {len(lines)}")
+    cleans, corrupteds, answers = [], [], []
+    for number, line in enumerate(lines, 1):
+        fields = [_field(part) for part in line.split("|")]
+        if len(fields) not in (2, 4):
+            raise UserInputError(
+                f'line {number} of the prompt set: write clean | corrupted, or clean | corrupted | " answer" | " answer"'
+            )
+        cleans.append(encode_prompt(fields[0], block_size, what=f"line {number}'s clean prompt").ids)
+        corrupteds.append(encode_prompt(fields[1], block_size, what=f"line {number}'s corrupted prompt").ids)
+        answers.append(tuple(fields[2:]) if len(fields) == 4 else None)
+    return cleans, corrupteds, (answers if any(answers) else None)
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """What the library calls take: one pair (two id lists) or a set (two lists of them), answers."""
+
+    clean: list
+    corrupted: list
+    answers: object  # None, (clean, corrupted) texts, or one such pair (or None) per pair
+    count: int
+
+    @property
+    def key(self) -> tuple:
+        """What identifies the pairs, to tell whether two views are of the same ones."""
+        return repr((self.clean, self.corrupted, self.answers))
+
+
+def read_pairs(model, clean_text, corrupted_text, answer_clean, answer_corrupted, set_text) -> Pairs:
+    """The prompt set when its box has lines, else the two prompts, with the typed answers (a set's
+    lines may carry their own)."""
+    block = model.config.block_size
+    typed_set = prompt_set(set_text, block)
+    answers = answer_pair(answer_clean, answer_corrupted)
+    if typed_set is not None:
+        cleans, corrupteds, per_pair = typed_set
+        return Pairs(cleans, corrupteds, per_pair if per_pair is not None else answers, len(cleans))
+    clean = encode_prompt(clean_text, block, what="the clean prompt").ids
+    corrupted = encode_prompt(corrupted_text, block, what="the corrupted prompt").ids
+    return Pairs(clean, corrupted, answers, 1)

@@ -8,7 +8,7 @@ from ..tokenizer import get_tokenizer
 from . import export, lab_views, service
 from .attention_tab import session_entry
 from .errors import user_errors
-from .inputs import UserInputError, encode_prompt, parse_heads
+from .inputs import UserInputError, parse_heads
 from .session import EMPTY_SESSION
 from .widgets import on_gpu, plot, w
 
@@ -89,24 +89,6 @@ def lab_ablate(session, heads_text, mode, position, target, shown=None):
 
 def tutorial_step(heads_text, mode="zero"):
     return {w.lab_heads_box: heads_text, w.lab_mode: mode}
-
-
-@user_errors(LAB_ERRORS)
-@on_gpu
-def lab_patch(clean_text, corrupted_text, session, shown=None, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
-    model_name = (session or EMPTY_SESSION).model
-    model = service.models().get(model_name)
-    clean = encode_prompt(clean_text, model.config.block_size, what="the clean prompt").ids
-    corrupted = encode_prompt(corrupted_text, model.config.block_size, what="the corrupted prompt").ids
-    resid_view, heads_view, summary = lab_views.patch_views(
-        model, clean, corrupted, progress=lambda f: progress(f, desc="patching")
-    )
-    return {
-        w.lab_patch_resid: _plot(resid_view),
-        w.lab_patch_heads: _plot(heads_view),
-        w.lab_shown: _shown(shown, **{"patching-residual": resid_view, "patching-heads": heads_view}),
-        w.lab_status: summary,
-    }
 
 
 @user_errors(LAB_ERRORS)

@@ -12,7 +12,7 @@ from .. import lab
 from ..tokenizer import get_tokenizer
 from .cache import Entry
 from .chart import MAX_AXIS, Chart
-from .inputs import UserInputError, as_int, clean_text
+from .inputs import Pairs, UserInputError, as_int, clean_text
 from .views import next_token_probs, next_token_view
 
 TOP_K = 10
@@ -27,6 +27,7 @@ class View:
     label: str
     data: dict
     table: list[list] = field(default_factory=list)
+    source: str = ""  # what the numbers were computed from (e.g. the pairs patched), not exported
 
 
 def _token(token_id: int) -> str:
@@ -37,14 +38,14 @@ def _layer_names(num_layers: int) -> list[str]:
     return ["embed", *(f"L{layer}" for layer in range(num_layers))]
 
 
-def _grid_table(values: np.ndarray, row_name: str = "layer") -> list[list]:
+def grid_table(values: np.ndarray, row_name: str = "layer") -> list[list]:
     """(L, H) as CSV rows: a header of heads, one row per layer."""
     return [[row_name, *(f"H{h}" for h in range(values.shape[1]))]] + [
         [f"L{layer}", *(round(float(v), 6) for v in row)] for layer, row in enumerate(values)
     ]
 
 
-def _head_map(values: np.ndarray, title: str, number: str) -> Chart:
+def head_map_chart(values: np.ndarray, title: str, number: str) -> Chart:
     """A diverging layers × heads map of `values` (L, H), each cell labelled with `number`."""
     text = [[number.format(v) for v in row] for row in values]
     return Chart("layer_head_map", dict(values=values, title=title, text=text, diverging=True))
@@ -161,7 +162,7 @@ def attribution_view(model, entry: Entry, position: int, target: int) -> tuple[V
     att = lab.direct_attribution(model, entry.analysis.ids, position, target)
     heads = att.heads.numpy()
     where = f"{_token(target)!r} at position {position}"
-    heads_fig = _head_map(heads, "direct", "{:+.2f}")
+    heads_fig = head_map_chart(heads, "direct", "{:+.2f}")
     L = heads.shape[0]
     labels = [
         "embed",
@@ -186,7 +187,7 @@ def attribution_view(model, entry: Entry, position: int, target: int) -> tuple[V
         heads_fig,
         f"Direct logit attribution of each head to {where} (they sum, with the rest, to {att.logit:.2f})",
         data,
-        _grid_table(heads),
+        grid_table(heads),
     )
     rest_view = View(
         rest_fig,
@@ -199,10 +200,10 @@ def attribution_view(model, entry: Entry, position: int, target: int) -> tuple[V
 
 def sweep_view(model, entry: Entry, position: int, target: int, progress=None) -> View:
     effects = lab.ablation_sweep(model, entry.analysis, position, target, progress).numpy()
-    fig = _head_map(effects, "Δ log p", "{:+.2f}")
+    fig = head_map_chart(effects, "Δ log p", "{:+.2f}")
     label = f"Each head alone mean-ablated: change in log p({_token(target)!r}) at position {position}"
     return View(
-        fig, label, {"position": position, "target": _token(target), "ablation": effects.tolist()}, _grid_table(effects)
+        fig, label, {"position": position, "target": _token(target), "ablation": effects.tolist()}, grid_table(effects)
     )
 
 
@@ -254,10 +255,13 @@ def ablation_views(
 # ---- patching ------------------------------------------------------------------------------------
 
 
-def patch_views(model, clean_ids: list[int], corrupted_ids: list[int], progress=None) -> tuple[View, View, str]:
-    result = lab.patch(model, clean_ids, corrupted_ids, progress=progress)
+def patch_views(model, pairs: Pairs, progress=None) -> tuple[View, View, str]:
+    """Exact patching of one pair or a prompt set (its positions aligned at each pair's last token,
+    named by the longest corrupted prompt's tokens)."""
+    result = lab.patch(model, pairs.clean, pairs.corrupted, pairs.answers, progress=progress)
     tokenizer = get_tokenizer()
-    tokens = [tokenizer.token_text(i) for i in corrupted_ids]
+    longest = pairs.corrupted if pairs.count == 1 else max(pairs.corrupted, key=len)
+    tokens = [tokenizer.token_text(i) for i in longest]
     answer_clean, answer_corrupted = _token(result.answer_clean), _token(result.answer_corrupted)
     data = {
         "answer_clean": answer_clean,
@@ -266,15 +270,18 @@ def patch_views(model, clean_ids: list[int], corrupted_ids: list[int], progress=
         "heads": result.heads.tolist(),
         "logit_diff_clean": result.ld_clean,
         "logit_diff_corrupted": result.ld_corrupted,
+        "pairs": pairs.count,
     }
     resid_fig = Chart("layer_position_map", dict(values=result.resid.numpy(), tokens=tokens, title="restored"))
-    heads_fig = _head_map(result.heads.numpy(), "restored", "{:.2f}")
+    heads_fig = head_map_chart(result.heads.numpy(), "restored", "{:.2f}")
     resid_table = [["layer", *(f"{i}:{t}" for i, t in enumerate(tokens))]] + [
         [f"L{layer}", *(round(float(v), 6) for v in row)] for layer, row in enumerate(result.resid.numpy())
     ]
+    which = "" if pairs.count == 1 else f"Over {pairs.count} pairs (the first pair's answers shown): "
     summary = (
-        f"Answers: {answer_clean!r} (clean) vs {answer_corrupted!r} (corrupted); logit difference {result.ld_clean:.2f} clean, "
-        f"{result.ld_corrupted:.2f} corrupted. 1 = patching restores the clean difference, 0 = no effect."
+        f"{which}Answers: {answer_clean!r} (clean) vs {answer_corrupted!r} (corrupted); logit difference "
+        f"{result.ld_clean:.2f} clean, {result.ld_corrupted:.2f} corrupted. 1 = patching restores the clean "
+        "difference, 0 = no effect."
     )
     return (
         View(resid_fig, "Residual stream patched at one layer and position (clean into corrupted)", data, resid_table),
@@ -282,7 +289,8 @@ def patch_views(model, clean_ids: list[int], corrupted_ids: list[int], progress=
             heads_fig,
             "One head's output patched at every position (clean into corrupted)",
             data,
-            _grid_table(result.heads.numpy()),
+            grid_table(result.heads.numpy()),
+            source=pairs.key,
         ),
         summary,
     )

@@ -16,6 +16,7 @@ PATCH_EXAMPLE = (
 )
 CLEAN, ABLATED = "clean", "ablated"
 ATTENTION_TAB, WEIGHTS_TAB = "attention", "weights"
+CIRCUIT_PANEL = "circuit"  # the Lab's Circuit sub-tab
 ATTENDS_PANEL, WHY_PANEL = "attends", "why"  # the query's two panels in the Attention tab
 LAB_START = (
     "Start with the Tutorial: it loads an example and finds the induction circuit in three clicks. "
@@ -30,6 +31,8 @@ know what followed what.
 2. **Ablate L0 H0**: the same jump. In the *Attention* tab, choose run *ablated* and head L1 H0: its
    induction stripes are gone (compare run *clean*).
 3. **Ablate L4 H2**, a head with no part in this: nothing changes.
+4. **Find the circuit**: the induction task as a graph, from the embeddings to the logits, checked
+   by exact faithfulness: L0 H0 feeds the keys of layer 1's induction heads, which feed the logits.
 
 Then ask which heads carry a prediction directly (*Attribution*) and what a change of one word moves
 (*Patching*)."""

@@ -15,10 +15,11 @@ import gradio as gr
 
 from . import layout, service
 from .attention_tab import export_attention, refresh_views, select_query, show_qk_matrix, update_head
+from .circuit_tab import lab_attribution_patch, lab_circuit, lab_patch, load_task, tutorial_circuit
 from .clicks import bridge_click
 from .generation_tab import clear_text_views, loss_chips, run_generation, stopped, switch_model
 from .heads_tab import export_weights, show_card, show_composition, show_model_heads, show_scores
-from .lab_tab import export_lab, lab_ablate, lab_attribute, lab_loss_and_lens, lab_patch, tutorial_step
+from .lab_tab import export_lab, lab_ablate, lab_attribute, lab_loss_and_lens, tutorial_step
 from .models import BUNDLED_NAME
 from .texts import (
     ABLATED,
@@ -61,9 +62,12 @@ __all__ = [
     "export_weights",
     "lab_ablate",
     "lab_attribute",
+    "lab_attribution_patch",
+    "lab_circuit",
     "lab_loss_and_lens",
     "lab_patch",
     "launch",
+    "load_task",
     "loss_chips",
     "page_script",
     "refresh_views",
@@ -77,6 +81,7 @@ __all__ = [
     "service",
     "stopped",
     "switch_model",
+    "tutorial_circuit",
     "tutorial_step",
     "update_head",
 ]

@@ -28,7 +28,7 @@ except ImportError:
 # script binds exactly these (`ui.build_demo` writes them into it); `attention_tab.bridge_click`
 # and `heads_tab.bridge_card` dispatch on the action.
 OPEN_HEAD, SELECT_CELL, TOGGLE_HEAD = "open head", "select cell", "toggle head"
-OPEN_CARD, OPEN_PARTNER = "open card", "open partner"
+OPEN_CARD, OPEN_PARTNER, OPEN_NODE = "open card", "open partner", "open node"
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ CLICK_TARGETS = {
     "lab-patch-heads": ClickTarget(TOGGLE_HEAD),
     "composition": ClickTarget(OPEN_CARD, "#head-card"),
     "card-partners": ClickTarget(OPEN_PARTNER, "#head-card"),
+    "lab-apatch-heads": ClickTarget(TOGGLE_HEAD),
+    "circuit-graph": ClickTarget(OPEN_NODE),
 }
 
 
@@ -118,11 +120,35 @@ class Widgets:
     ablate_btn: gr.Button
     lab_ablate_loss: gr.Plot
     lab_ablate_bars: gr.Plot
+    lab_tabs: gr.Tabs
+    step_circuit: gr.Button
+    patch_task: gr.Dropdown
+    patch_load: gr.Button
     patch_clean: gr.Textbox
     patch_corrupted: gr.Textbox
+    patch_answer_clean: gr.Textbox
+    patch_answer_corrupted: gr.Textbox
+    patch_set: gr.Textbox
     patch_btn: gr.Button
+    apatch_btn: gr.Button
+    apatch_steps: gr.Radio
     lab_patch_resid: gr.Plot
     lab_patch_heads: gr.Plot
+    lab_apatch_heads: gr.Plot
+    lab_apatch_mlp: gr.Plot
+    circ_task: gr.Dropdown
+    circ_load: gr.Button
+    circ_clean: gr.Textbox
+    circ_corrupted: gr.Textbox
+    circ_answer_clean: gr.Textbox
+    circ_answer_corrupted: gr.Textbox
+    circ_set: gr.Textbox
+    circ_edges: gr.Slider
+    circ_method: gr.Radio
+    circ_btn: gr.Button
+    circ_graph: gr.Plot
+    circ_curve: gr.Plot
+    circuit_nodes: gr.State
     lab_export_btn: gr.Button
     lab_exports: gr.File
 

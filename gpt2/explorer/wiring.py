@@ -5,10 +5,11 @@ import gradio as gr
 
 from . import api, service
 from .attention_tab import export_attention, refresh_views, select_query, show_qk_matrix, update_head
+from .circuit_tab import lab_attribution_patch, lab_circuit, lab_patch, load_task, tutorial_circuit
 from .clicks import bridge_click
 from .generation_tab import clear_text_views, lab_text_plots, loss_chips, run_generation, stopped, switch_model
 from .heads_tab import export_weights, show_card, show_composition, show_model_heads, show_scores
-from .lab_tab import export_lab, lab_ablate, lab_attribute, lab_loss_and_lens, lab_patch, tutorial_step
+from .lab_tab import export_lab, lab_ablate, lab_attribute, lab_loss_and_lens, tutorial_step
 from .texts import REPEATED_EXAMPLE
 from .widgets import w
 
@@ -94,6 +95,7 @@ def wire(demo: gr.Blocks) -> None:
             w.ablation_state,
             w.lab_heads_box,
             *card_inputs,
+            w.circuit_nodes,
         ],
         [w.head_box, w.options_box, w.query_state, w.status_box, *attention_outputs, w.grid, w.scores_plot]
         + [*qk_outputs, w.query_tabs, w.lab_heads_box, w.tabs, *card_outputs],
@@ -123,12 +125,7 @@ def wire(demo: gr.Blocks) -> None:
     w.load_example.click(lambda: REPEATED_EXAMPLE, outputs=w.prompt, **private).then(
         lambda: None, js="() => document.querySelector('#generate').click()", **private
     )
-    w.patch_btn.click(
-        lab_patch,
-        [w.patch_clean, w.patch_corrupted, w.session_state, w.lab_shown],
-        [w.lab_patch_resid, w.lab_patch_heads, w.lab_status, w.lab_shown],
-        **heavy,
-    )
+    wire_pairs(heavy, private)
     w.export_btn.click(
         export_attention,
         [w.session_state, w.head_box, w.options_box, w.query_state, w.qk_shown],
@@ -167,7 +164,49 @@ def wire(demo: gr.Blocks) -> None:
     gr.api(api.api_composition, api_name="composition")
     gr.api(api.api_head_roles, api_name="head_roles")
     gr.api(api.api_head_card, api_name="head_card")
+    gr.api(api.api_attribute, api_name="attribute", **lab_group)
+    gr.api(api.api_circuit, api_name="circuit", **lab_group)
+    gr.api(api.api_task, api_name="task")
 
 
 def drop_exports(request: gr.Request):
     service.stores().exports.drop(request.session_hash)
+
+
+def wire_pairs(heavy: dict, private: dict) -> None:
+    """The Lab's pairs of prompts: exact and attribution patching, the circuit, the task presets."""
+    patch_pair = [w.patch_clean, w.patch_corrupted, w.patch_answer_clean, w.patch_answer_corrupted, w.patch_set]
+    circuit_pair = [w.circ_clean, w.circ_corrupted, w.circ_answer_clean, w.circ_answer_corrupted, w.circ_set]
+    w.patch_btn.click(
+        lab_patch,
+        [*patch_pair, w.session_state, w.lab_shown],
+        [w.lab_patch_resid, w.lab_patch_heads, w.lab_status, w.lab_shown],
+        **heavy,
+    )
+    w.apatch_btn.click(
+        lab_attribution_patch,
+        [*patch_pair, w.apatch_steps, w.session_state, w.lab_shown],
+        [w.lab_apatch_heads, w.lab_apatch_mlp, w.lab_status, w.lab_shown],
+        **heavy,
+    )
+    find = dict(
+        fn=lab_circuit,
+        inputs=[*circuit_pair, w.circ_edges, w.circ_method, w.session_state, w.lab_shown],
+        outputs=[w.circ_graph, w.circ_curve, w.circuit_nodes, w.lab_status, w.lab_shown],
+    )
+    w.circ_btn.click(**find, **heavy)
+    w.circ_load.click(
+        lambda task, session: load_task(task, session, "circuit"),
+        [w.circ_task, w.session_state],
+        [*circuit_pair, w.lab_status],
+        **private,
+    )
+    w.patch_load.click(
+        lambda task, session: load_task(task, session, "patching"),
+        [w.patch_task, w.session_state],
+        [*patch_pair, w.lab_status],
+        **private,
+    )
+    w.step_circuit.click(
+        tutorial_circuit, [w.session_state], [*circuit_pair, w.lab_status, w.lab_tabs], **private
+    ).then(**find, **heavy)
