@@ -291,10 +291,8 @@ def test_why_this_key_follows_the_text_and_goes_with_it():
 def test_the_circuit_of_the_induction_task(monkeypatch):
     """The tutorial's fourth step loads the induction task into the Circuit sub-tab; its circuit is a
     graph from the embeddings to the logits with a faithfulness curve; a head node opens the head."""
-    loaded = ui.tutorial_circuit(None)
-    assert loaded[ui.lab_tabs].selected == "circuit" and loaded[ui.circ_clean] and loaded[ui.circ_answer_clean]
-    pair = [loaded[box] for box in (ui.circ_clean, ui.circ_corrupted, ui.circ_answer_clean, ui.circ_answer_corrupted)]
-    out = ui.lab_circuit(*pair, "", 30, "eap-ig", None, {})
+    out = ui.tutorial_circuit(30, "eap-ig", None, {})
+    assert out[ui.lab_tabs].selected == "circuit" and out[ui.circ_clean] and out[ui.circ_answer_clean]
     nodes = out[ui.circuit_nodes]
     assert nodes[0] == "embed" and nodes[-1] == "logits" and "L0H0" in nodes
     graph = out[ui.lab_shown]["circuit"].data

@@ -89,6 +89,10 @@ def load_task(task, session, where: str = "circuit"):
     return dict(zip(boxes, values, strict=True)) | {w.lab_status: said}
 
 
-def tutorial_circuit(session):
-    """The tutorial's fourth step: the induction task in the Circuit sub-tab, shown."""
-    return load_task("induction", session) | {w.lab_tabs: gr.Tabs(selected=CIRCUIT_PANEL)}
+@user_errors(LAB_ERRORS)
+def tutorial_circuit(edges, method, session, shown=None):
+    """The tutorial's fourth step: the induction task in the Circuit sub-tab, and its circuit."""
+    boxes = load_task("induction", session)
+    pair = [boxes[box] for box in (w.circ_clean, w.circ_corrupted, w.circ_answer_clean, w.circ_answer_corrupted)]
+    found = lab_circuit(*pair, "", edges, method, session, shown)
+    return boxes | found | {w.lab_tabs: gr.Tabs(selected=CIRCUIT_PANEL)}

@@ -108,7 +108,7 @@ def circuit_views(model, pairs: Pairs, edges: int, method: str, steps: int = 5) 
             dict(nodes=circuit.nodes, edges=edge_rows, num_layers=config.num_layers, num_heads=config.num_heads),
         ),
         f"The circuit: the {len(edge_rows)} strongest edges ({how}) on a path from the embeddings to the logits; "
-        "width = |score|, blue helps the clean answer, red hurts it; click a head to open it",
+        "width = |score|; blue edges carry the clean answer, red ones work against it; click a head to open it",
         data,
         [["from", "to", "input", "score"]]
         + [[e["src"], e["dst"], e["input"], round(e["score"], 6)] for e in edge_rows],

@@ -173,6 +173,12 @@ def drop_exports(request: gr.Request):
     service.stores().exports.drop(request.session_hash)
 
 
+def scroll_to(selector: str) -> dict:
+    """An event step that brings a result below the Lab's inputs into view (it starts at the top)."""
+    scroll = f"document.querySelector('{selector}')?.scrollIntoView({{block: 'start'}})"
+    return dict(fn=None, js=f"() => {{ setTimeout(() => {scroll}, 250); }}")  # after the plots redraw
+
+
 def wire_pairs(heavy: dict, private: dict) -> None:
     """The Lab's pairs of prompts: exact and attribution patching, the circuit, the task presets."""
     patch_pair = [w.patch_clean, w.patch_corrupted, w.patch_answer_clean, w.patch_answer_corrupted, w.patch_set]
@@ -182,19 +188,20 @@ def wire_pairs(heavy: dict, private: dict) -> None:
         [*patch_pair, w.session_state, w.lab_shown],
         [w.lab_patch_resid, w.lab_patch_heads, w.lab_status, w.lab_shown],
         **heavy,
-    )
+    ).then(**scroll_to("#lab-patch-heads"), **private)
     w.apatch_btn.click(
         lab_attribution_patch,
         [*patch_pair, w.apatch_steps, w.session_state, w.lab_shown],
         [w.lab_apatch_heads, w.lab_apatch_mlp, w.lab_status, w.lab_shown],
         **heavy,
-    )
+    ).then(**scroll_to("#lab-patch-heads"), **private)
     find = dict(
         fn=lab_circuit,
         inputs=[*circuit_pair, w.circ_edges, w.circ_method, w.session_state, w.lab_shown],
         outputs=[w.circ_graph, w.circ_curve, w.circuit_nodes, w.lab_status, w.lab_shown],
     )
-    w.circ_btn.click(**find, **heavy)
+    show_graph = scroll_to("#circuit-graph")
+    w.circ_btn.click(**find, **heavy).then(**show_graph, **private)
     w.circ_load.click(
         lambda task, session: load_task(task, session, "circuit"),
         [w.circ_task, w.session_state],
@@ -208,5 +215,8 @@ def wire_pairs(heavy: dict, private: dict) -> None:
         **private,
     )
     w.step_circuit.click(
-        tutorial_circuit, [w.session_state], [*circuit_pair, w.lab_status, w.lab_tabs], **private
-    ).then(**find, **heavy)
+        tutorial_circuit,
+        [w.circ_edges, w.circ_method, w.session_state, w.lab_shown],
+        [*circuit_pair, w.lab_tabs, *find["outputs"]],
+        **heavy,
+    ).then(**show_graph, **private)

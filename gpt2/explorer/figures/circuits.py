@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 from .style import BAR_COLOR, HIGHLIGHT, TOP_MARGIN, base_layout, escape_label
 
-POSITIVE, NEGATIVE = BAR_COLOR, "#e45756"
+CARRIES, OPPOSES = BAR_COLOR, "#e45756"  # an edge that carries the clean answer, one that works against it
 NODE_COLORS = {"embed": "#888888", "head": "#4c78a8", "mlp": "#54a24b", "logits": "#222222"}
 HEAD_NODE = re.compile(r"^L(\d+)H(\d+)$")
 MLP_NODE = re.compile(r"^MLP(\d+)$")
@@ -32,9 +32,10 @@ def node_place(name: str, num_layers: int, num_heads: int) -> tuple[float, float
 
 def circuit_graph(nodes: list[str], edges: list[dict], num_layers: int, num_heads: int) -> go.Figure:
     """The circuit: `nodes` (names) as markers, `edges` ({src, dst, input, score}) as lines whose
-    width follows |score| and colour its sign, head inputs marked q, k or v near their end; hover
-    an edge's middle for its score. The nodes are the first trace, in the order of `nodes`, so a
-    click's point number names the node."""
+    width follows |score|, head inputs marked q, k or v near their end; hover an edge's middle for
+    its score. A score is the change in the logit difference when the edge is corrupted, so an edge
+    that carries the clean answer scores below 0: blue; one that works against it, red. The nodes
+    are the first trace, in the order of `nodes`, so a click's point number names the node."""
     place = {name: node_place(name, num_layers, num_heads) for name in nodes}
     top = max((abs(e["score"]) for e in edges), default=1.0) or 1.0
     fig = go.Figure()
@@ -54,7 +55,7 @@ def circuit_graph(nodes: list[str], edges: list[dict], num_layers: int, num_head
     for edge in sorted(edges, key=lambda e: abs(e["score"])):  # the strongest drawn last, on top
         (x0, y0, _), (x1, y1, _) = place[edge["src"]], place[edge["dst"]]
         width = 0.8 + 5.2 * abs(edge["score"]) / top
-        color = POSITIVE if edge["score"] >= 0 else NEGATIVE
+        color = CARRIES if edge["score"] <= 0 else OPPOSES
         fig.add_scatter(
             x=[x0, x1], y=[y0, y1], mode="lines", line=dict(width=width, color=color), hoverinfo="skip", opacity=0.75
         )
@@ -112,7 +113,7 @@ def faithfulness_curve(counts: list[int], values: list[float], shown: int) -> go
     fig.update_layout(
         **base_layout(margin=dict(l=4, r=4, t=TOP_MARGIN, b=8)),
         showlegend=False,
-        xaxis=dict(title="edges kept", type="log"),
+        xaxis=dict(title="edges kept", type="log", tickvals=counts, ticktext=[str(n) for n in counts]),
         yaxis=dict(
             title="faithfulness",
             range=[min(0.0, min(values, default=0)) - 0.05, max(1.05, max(values, default=1) + 0.05)],
