@@ -3,6 +3,7 @@
     python bench/bench.py              # full sizes: GPT-2 small (124M, random weights) and the bundled model
     python bench/bench.py --quick      # tiny sizes, seconds; what the test suite runs
     python bench/bench.py --json out.json
+    python bench/bench.py --circuits   # only attribution patching, circuits and faithfulness
 
 Each row runs in its own subprocess so its peak RSS is its own; timings are medians of several
 repetitions. Rows: decode tokens/s (float32, bfloat16, and our int8-weight path against the
@@ -364,6 +365,77 @@ def heads_report(size_name: str) -> dict:
     return rows
 
 
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([a.flatten().double(), b.flatten().double()]))[0, 1])
+
+
+def row_circuits(size, bundled: bool) -> dict:
+    """Attribution patching (plain and 5 integrated-gradient steps) beside exact patching on the same
+    pair (256 tokens on the bundled model, 128 on GPT-2 small's shape, one token changed a quarter
+    in); the EAP-IG circuit (5 steps, 30 edges) with its faithfulness, then its curve; and how well
+    attribution ranks heads like exact head patching (Pearson r over (L, H)), on this pair and, on
+    the bundled model, on the induction task's pair."""
+    from gpt2 import lab
+    from gpt2.circuits import attribution_patching, find_circuit
+    from gpt2.circuits.tasks import induction
+
+    model = _bundled_or_random(size, bundled)
+    T = (256 if bundled else 128) if size is SIZES["full"] else 32
+    ids = torch.randint(1000, 5000, (T,), generator=torch.Generator().manual_seed(0)).tolist()
+    corrupted = ids.copy()
+    corrupted[T // 4] += 1
+    pair = (ids, corrupted, (ids[0], ids[1]))
+    reps = max(1, size["reps"] // 2)
+    exact = lab.patch(model, *pair)
+    out = {"model": "bundled" if bundled else "random GPT-2 shape", "T": T}
+    out["exact_patching_s"] = median_time(lambda: lab.patch(model, *pair), 1)
+    out["attribution_s"], out["attribution_ig5_s"] = median_times(
+        [lambda: attribution_patching(model, *pair, steps=0), lambda: attribution_patching(model, *pair, steps=5)], reps
+    )
+    out["circuit_s"] = median_time(lambda: find_circuit(model, *pair, edges=30, curve=False), reps)
+    out["circuit_and_curve_s"] = median_time(lambda: find_circuit(model, *pair, edges=30), reps)
+    out["curve_s"] = out["circuit_and_curve_s"] - out["circuit_s"]
+    out["curve"] = find_circuit(model, *pair, edges=30).curve
+    for steps in (0, 5):
+        out[f"r_steps{steps}"] = _pearson(attribution_patching(model, *pair, steps=steps).heads, exact.heads)
+    if bundled:
+        task = induction(model, seed=1)
+        task_pair = (task.clean[0], task.corrupted[0], task.answers[0])
+        exact = lab.patch(model, *task_pair)
+        for steps in (0, 5):
+            result = attribution_patching(model, *task_pair, steps=steps)
+            out[f"induction_r_steps{steps}"] = _pearson(result.heads, exact.heads)
+            out[f"induction_L0H0_steps{steps}"] = float(result.heads[0, 0])
+        out["induction_L0H0_exact"] = float(exact.heads[0, 0])
+        out["induction_curve"] = find_circuit(model, *task_pair, edges=30).curve
+    return out
+
+
+ROWS["circuits"] = row_circuits
+
+
+def circuits_report(size_name: str) -> dict:
+    """The circuit rows (`python bench/bench.py --circuits`), each in its own process."""
+    rows = {}
+    for bundled, name in ((True, "bundled"), (False, "GPT-2 shape")):
+        rows[f"circuits ({name})"] = r = run_row("circuits", size_name, bundled)
+        print(
+            f"{'circuits (' + name + ')':28s} T={r['T']}: exact patching {r['exact_patching_s']:.2f} s;"
+            f" attribution {r['attribution_s'] * 1000:.0f} ms, IG-5 {r['attribution_ig5_s'] * 1000:.0f} ms;"
+            f" circuit (EAP-IG 5, 30 edges) {r['circuit_s'] * 1000:.0f} ms, curve {r['curve_s'] * 1000:.0f} ms more;"
+            f" peak RSS {r['peak_rss_MB']:.0f} MB"
+        )
+        print(f"  head agreement with exact patching, r: plain {r['r_steps0']:.2f}, IG-5 {r['r_steps5']:.2f}")
+        if "induction_r_steps5" in r:
+            print(
+                f"  induction pair: r plain {r['induction_r_steps0']:.2f}, IG-5 {r['induction_r_steps5']:.2f};"
+                f" L0H0 exact {r['induction_L0H0_exact']:.2f}, plain {r['induction_L0H0_steps0']:.2f},"
+                f" IG-5 {r['induction_L0H0_steps5']:.2f}; curve "
+                + ", ".join(f"{n}: {f:.2f}" for n, f in r["induction_curve"])
+            )
+    return rows
+
+
 def report(results: dict, size: dict) -> None:
     rows = results["rows"]
     floor = rows["floor"]["floor_tok_s"]
@@ -417,10 +489,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the test suite")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--heads", action="store_true", help="only the heads-explained rows")
+    parser.add_argument("--circuits", action="store_true", help="only the circuit rows")
     args = parser.parse_args(argv)
     size_name = "quick" if args.quick else "full"
-    if args.heads:
-        results = {"size": size_name, "threads": torch.get_num_threads(), "rows": heads_report(size_name)}
+    if args.heads or args.circuits:
+        rows = heads_report(size_name) if args.heads else circuits_report(size_name)
+        results = {"size": size_name, "threads": torch.get_num_threads(), "rows": rows}
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         return results

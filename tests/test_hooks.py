@@ -158,11 +158,17 @@ def test_a_hook_that_returns_a_tensor_replaces_the_activation_downstream(model, 
 
 
 def test_with_nothing_hooked_a_pass_is_bit_identical_to_the_plain_fused_blocks(model, idx):
+    """The blocks written out with SDPA and the modules' own linear layers: what a pass ran before
+    the per-head hook points existed."""
+    F = torch.nn.functional
     with torch.no_grad():
         x = model.wte(idx) + model.wpe(torch.arange(T))
         for block in model.blocks:
-            x = x + block.attn(block.ln_1(x))
-            x = x + block.mlp(block.ln_2(x))
+            attn = block.attn
+            q, k, v = (t.transpose(1, 2) for t in attn.c_attn(block.ln_1(x)).view(B, T, 3, 4, 8).unbind(2))
+            z = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
+            x = x + attn.c_proj(z.reshape(B, T, 32))
+            x = x + block.mlp.c_proj(F.gelu(block.mlp.c_fc(block.ln_2(x)), approximate="tanh"))
         assert torch.equal(model(idx), model.lm_head(model.ln_f(x)))
 
 

@@ -87,12 +87,20 @@ def _check(method: str, edges: int, total: int) -> None:
 
 
 def find_circuit(
-    model, clean_ids, corrupted_ids, answers=None, edges: int = 30, method: str = "eap-ig", steps: int = 5
+    model,
+    clean_ids,
+    corrupted_ids,
+    answers=None,
+    edges: int = 30,
+    method: str = "eap-ig",
+    steps: int = 5,
+    curve: bool = True,
 ) -> Circuit:
     """The circuit of the `edges` strongest edges by EAP (`method="eap"`: gradients of the clean run)
     or EAP-IG (`"eap-ig"`: averaged over `steps` interpolated runs), pruned to the paths from `embed`
-    to `logits`, with its faithfulness and the curve of faithfulness against edges kept. `answers`
-    and prompt sets as in `gpt2.lab.patch`."""
+    to `logits`, with its faithfulness and (with `curve`) the faithfulness of the top 5, 10, 20, 50,
+    100, 200 and `edges` edges, each capped at the graph's size. `answers` and prompt sets as in
+    `gpt2.lab.patch`."""
     graph = Graph(model.config.num_layers, model.config.num_heads)
     _check(method, edges, graph.num_edges)
     steps = check_steps(steps) if method == "eap-ig" else 0
@@ -106,14 +114,14 @@ def find_circuit(
     kept_edges = [graphs.graph.edge(int(i), scores[i]) for i in order]
     nodes = [n for n in graphs.graph.nodes if any(n in (e.src, e.dst) for e in kept_edges)]
     total = graphs.graph.num_edges
-    sizes = sorted({min(n, total) for n in (*CURVE_SIZES, edges)})
-    curve = [(n, graphs.faithfulness(graphs.top(scores, n))) for n in sizes]
+    sizes = sorted({min(n, total) for n in (*CURVE_SIZES, edges)}) if curve else [edges]
+    points = [(n, graphs.faithfulness(kept if n == edges else graphs.top(scores, n))) for n in sizes]
     ld_clean, ld_corrupted = mean_lds(graphs.runs)
     return Circuit(
         edges=kept_edges,
         nodes=nodes,
-        faithfulness=dict(curve)[edges],
-        curve=curve,
+        faithfulness=dict(points)[edges],
+        curve=points if curve else [],
         method=method,
         steps=steps,
         answers=tuple(run.answers for run in graphs.runs),
