@@ -157,3 +157,38 @@ def test_heads_explained_endpoints(client):
 def test_heads_explained_errors_are_one_line(client, args, api, message):
     with pytest.raises(Exception, match=message):
         client.predict(*args, api_name=api)
+
+
+def test_circuit_endpoints(client):
+    """A task's pair, exact and attribution patching with typed answers, and its circuit."""
+    task = client.predict(BUNDLED_NAME, "induction", 2, api_name="/task")
+    pair = (task["clean"], task["corrupted"], BUNDLED_NAME, task["answer_clean"], task["answer_corrupted"])
+    exact = client.predict(*pair, api_name="/patch")
+    assert exact["answer_clean"] == task["answer_clean"] and exact["answer_corrupted"] == task["answer_corrupted"]
+    estimate = client.predict(*pair, 5, api_name="/attribute")
+    assert (
+        len(estimate["heads"]) == 6
+        and len(estimate["mlp"]) == 6
+        and len(estimate["resid"][0]) == len(exact["resid"][0])
+    )
+    circuit = client.predict(*pair, 30, "eap-ig", api_name="/circuit")
+    assert circuit["nodes"][0] == "embed" and circuit["nodes"][-1] == "logits" and 0.8 <= circuit["faithfulness"] <= 1.1
+    assert {"from", "to", "input", "score"} == set(circuit["edges"][0])
+    assert any(e["from"] == "L0H0" and e["to"].startswith("L1") and e["input"] == "k" for e in circuit["edges"])
+    assert [n for n, _ in circuit["curve"]][:3] == [5, 10, 20]
+
+
+@pytest.mark.parametrize(
+    "args, api, message",
+    [
+        (("a b", "a c", BUNDLED_NAME, " two words", " c"), "/patch", "is 2 tokens"),
+        (("a b", "a c", BUNDLED_NAME, " b", ""), "/attribute", "type both answers"),
+        (("a b", "a b c", BUNDLED_NAME, "", ""), "/attribute", "clean has 2, corrupted 3"),
+        (("a b", "a c", BUNDLED_NAME, "", "", 0, "eap-ig"), "/circuit", "number of edges"),
+        (("a b", "a c", BUNDLED_NAME, "", "", 30, "magic"), "/circuit", "unknown method"),
+        ((BUNDLED_NAME, "sorting", 0), "/task", "unknown task"),
+    ],
+)
+def test_circuit_errors_are_one_line(client, args, api, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(*args, api_name=api)

@@ -170,7 +170,7 @@ def test_the_lab_buttons():
         (lambda s: ui.lab_circuit("a b", "a c", " two words", " c", "", 30, "eap-ig", s), "is 2 tokens"),
         (lambda s: ui.lab_circuit("a b", "a c", "", "", "", 0, "eap-ig", s), "number of edges"),
         (lambda s: ui.lab_circuit("a b", "a c", "", "", "x | y | z", 30, "eap", s), "line 1 of the prompt set"),
-        (lambda s: ui.load_task("sorting", s), "unknown task"),
+        (lambda s: ui.load_task("sorting", 0, s), "unknown task"),
         (lambda s: ui.lab_loss_and_lens(EMPTY_SESSION), "generate some text first"),
     ],
 )

@@ -441,3 +441,32 @@ def test_heads_explained_answers_in_view(app_server, viewport):
         top_key_part = page.evaluate("() => document.querySelector('#qk-parts .js-plotly-plot').data[0].y[0]")
         assert top_key_part == "L0H0"  # the previous-token head is why the induction key wins
         assert in_view(page, "#qk-parts .nsewdrag")
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_the_circuit_tab(app_server, viewport):
+    """The tutorial's fourth step finds the induction circuit and brings the graph into view; the
+    graph stays readable on a phone (it scrolls sideways in its box); a head node opens the head."""
+    with browser_page(app_server, viewport) as page:
+        generate(page, REPEATED, max_tokens=2)
+        open_tab(page, "Lab")
+        open_tab(page, "Tutorial")
+        page.locator("#step-circuit").click()
+        expect(page.locator("#lab-status textarea")).to_have_value(
+            re.compile(r"^Circuit of this pair"), timeout=WAIT_MS
+        )
+        nodes = "() => document.querySelector('#circuit-graph .js-plotly-plot')?.data?.[0]?.text"
+        page.wait_for_function(f"() => ({nodes})()?.includes('L0H0')", timeout=WAIT_MS)
+        page.wait_for_timeout(600)  # the graph is scrolled into view once drawn
+        assert in_view(page, "#circuit-graph .nsewdrag") or page.locator("#circuit-graph").bounding_box()["y"] < 60
+        assert plot_area(page, "#circuit-graph")["width"] >= 280  # readable, phone included
+        names = page.evaluate(nodes)
+        at = page.evaluate(
+            """(i) => { const gd = document.querySelector('#circuit-graph .js-plotly-plot'), l = gd._fullLayout, b = gd.getBoundingClientRect();
+            return [b.x + l.xaxis._offset + l.xaxis.l2p(gd.data[0].x[i]), b.y + l.yaxis._offset + l.yaxis.l2p(gd.data[0].y[i])]; }""",
+            names.index("L0H0"),
+        )
+        page.mouse.click(*at)
+        expect(page.locator("#heatmap label")).to_contain_text("L0 H0", timeout=WAIT_MS)
+        area = page.locator("#heatmap .nsewdrag").first.bounding_box()  # the head's map, on screen
+        assert in_view(page, "#heatmap label") and 0 <= area["y"] < viewport["height"] / 2

@@ -167,7 +167,7 @@ def api_circuit(
 
 @user_errors()
 @on_gpu
-def api_task(model: str = BUNDLED_NAME, name: str = "induction", seed: int = 0) -> dict:
+def api_task(model: str = BUNDLED_NAME, name: str = "induction", seed: int = 2) -> dict:
     """A task's pair for /patch, /attribute and /circuit: {"clean", "corrupted", "answer_clean",
     "answer_corrupted"}; `name` "induction" (every model) or "names" (GPT-2-sized models)."""
     return circuit_views.task_texts(service.models().get(model), str(name), as_int(seed, "seed"))

@@ -7,9 +7,9 @@ import numpy as np
 
 from . import circuit_views, lab_views, service
 from .errors import user_errors
-from .inputs import read_pairs
+from .inputs import as_int, read_pairs
 from .session import EMPTY_SESSION
-from .texts import CIRCUIT_PANEL
+from .texts import CIRCUIT_PANEL, TASK_SEED
 from .widgets import on_gpu, plot, w
 
 LAB_ERRORS = "lab_status"
@@ -76,9 +76,10 @@ def lab_circuit(clean, corrupted, answer_clean, answer_corrupted, set_text, edge
 
 
 @user_errors(LAB_ERRORS)
-def load_task(task, session, where: str = "circuit"):
-    """A task's pair and answers into the Circuit sub-tab's boxes (or the Patching sub-tab's)."""
-    texts = circuit_views.task_texts(_model(session), task)
+def load_task(task, seed, session, where: str = "circuit"):
+    """A task's pair and answers (drawn with `seed`) into the Circuit sub-tab's boxes (or the
+    Patching sub-tab's)."""
+    texts = circuit_views.task_texts(_model(session), task, as_int(seed, "the seed"))
     boxes = (
         (w.circ_clean, w.circ_corrupted, w.circ_answer_clean, w.circ_answer_corrupted, w.circ_set)
         if where == "circuit"
@@ -92,7 +93,7 @@ def load_task(task, session, where: str = "circuit"):
 @user_errors(LAB_ERRORS)
 def tutorial_circuit(edges, method, session, shown=None):
     """The tutorial's fourth step: the induction task in the Circuit sub-tab, and its circuit."""
-    boxes = load_task("induction", session)
+    boxes = load_task("induction", TASK_SEED, session)
     pair = [boxes[box] for box in (w.circ_clean, w.circ_corrupted, w.circ_answer_clean, w.circ_answer_corrupted)]
     found = lab_circuit(*pair, "", edges, method, session, shown)
     return boxes | found | {w.lab_tabs: gr.Tabs(selected=CIRCUIT_PANEL)}

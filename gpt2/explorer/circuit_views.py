@@ -10,11 +10,12 @@ from ..tokenizer import get_tokenizer
 from .chart import Chart, visible_token
 from .inputs import Pairs
 from .lab_views import View, grid_table, head_map_chart
+from .texts import TASK_SEED
 
 TASK_PAIRS = 1  # pairs a task fills in (the prompt-set box takes up to 16)
 
 
-def task_texts(model, name: str, seed: int = 0) -> dict:
+def task_texts(model, name: str, seed: int = TASK_SEED) -> dict:
     """A task's first pair as the boxes show it: {clean, corrupted, answer_clean, answer_corrupted}."""
     task = make_task(model, name, TASK_PAIRS, seed)
     tok = get_tokenizer()

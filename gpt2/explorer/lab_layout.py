@@ -2,12 +2,13 @@
 
 import gradio as gr
 
-from .texts import CIRCUIT_PANEL, LAB_START, PATCH_EXAMPLE, TUTORIAL
+from .texts import CIRCUIT_PANEL, LAB_START, PATCH_EXAMPLE, TASK_SEED, TUTORIAL
 from .widgets import downloads, empty_plot
 
 
-def task_row() -> tuple[gr.Dropdown, gr.Button]:
-    """A task preset and the button that fills the pair and answers from it."""
+def task_row() -> tuple[gr.Dropdown, gr.Number, gr.Button]:
+    """A task preset, its seed (another seed, another pair), and the button that fills the pair and
+    answers from them."""
     with gr.Row():
         task = gr.Dropdown(
             [("induction (every model)", "induction"), ("names (GPT-2-sized models)", "names")],
@@ -16,8 +17,9 @@ def task_row() -> tuple[gr.Dropdown, gr.Button]:
             min_width=160,
             scale=2,
         )
+        seed = gr.Number(value=TASK_SEED, precision=0, label="Seed", min_width=80, scale=1)
         load = gr.Button("Fill in the task", min_width=120, scale=1)
-    return task, load
+    return task, seed, load
 
 
 def answers_and_set() -> tuple[gr.Textbox, gr.Textbox, gr.Textbox]:
@@ -116,7 +118,7 @@ def lab_tab() -> dict:
                     elem_id="lab-ablate-bars",
                 )
             with gr.Tab("Patching", elem_id="lab-patch-tab"):
-                patch_task, patch_load = task_row()
+                patch_task, patch_seed, patch_load = task_row()
                 patch_clean = gr.Textbox(label="Clean prompt", value=PATCH_EXAMPLE[0], lines=2)
                 patch_corrupted = gr.Textbox(
                     label="Corrupted prompt (the same number of tokens)", value=PATCH_EXAMPLE[1], lines=2
@@ -155,7 +157,7 @@ def lab_tab() -> dict:
                     elem_id="lab-apatch-mlp",
                 )
             with gr.Tab("Circuit", id=CIRCUIT_PANEL, elem_id="lab-circuit-tab"):
-                circ_task, circ_load = task_row()
+                circ_task, circ_seed, circ_load = task_row()
                 circ_clean = gr.Textbox(label="Clean prompt", lines=2, elem_id="circ-clean")
                 circ_corrupted = gr.Textbox(label="Corrupted prompt (the same number of tokens)", lines=2)
                 circ_answer_clean, circ_answer_corrupted, circ_set = answers_and_set()

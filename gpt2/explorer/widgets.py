@@ -47,7 +47,7 @@ CLICK_TARGETS = {
     "composition": ClickTarget(OPEN_CARD, "#head-card"),
     "card-partners": ClickTarget(OPEN_PARTNER, "#head-card"),
     "lab-apatch-heads": ClickTarget(TOGGLE_HEAD),
-    "circuit-graph": ClickTarget(OPEN_NODE),
+    "circuit-graph": ClickTarget(OPEN_NODE, "#tabs"),  # a head opens in the Attention tab
 }
 
 
@@ -123,6 +123,7 @@ class Widgets:
     lab_tabs: gr.Tabs
     step_circuit: gr.Button
     patch_task: gr.Dropdown
+    patch_seed: gr.Number
     patch_load: gr.Button
     patch_clean: gr.Textbox
     patch_corrupted: gr.Textbox
@@ -137,6 +138,7 @@ class Widgets:
     lab_apatch_heads: gr.Plot
     lab_apatch_mlp: gr.Plot
     circ_task: gr.Dropdown
+    circ_seed: gr.Number
     circ_load: gr.Button
     circ_clean: gr.Textbox
     circ_corrupted: gr.Textbox

@@ -203,14 +203,14 @@ def wire_pairs(heavy: dict, private: dict) -> None:
     show_graph = scroll_to("#circuit-graph")
     w.circ_btn.click(**find, **heavy).then(**show_graph, **private)
     w.circ_load.click(
-        lambda task, session: load_task(task, session, "circuit"),
-        [w.circ_task, w.session_state],
+        lambda task, seed, session: load_task(task, seed, session, "circuit"),
+        [w.circ_task, w.circ_seed, w.session_state],
         [*circuit_pair, w.lab_status],
         **private,
     )
     w.patch_load.click(
-        lambda task, session: load_task(task, session, "patching"),
-        [w.patch_task, w.session_state],
+        lambda task, seed, session: load_task(task, seed, session, "patching"),
+        [w.patch_task, w.patch_seed, w.session_state],
         [*patch_pair, w.lab_status],
         **private,
     )
