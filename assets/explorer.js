@@ -11,11 +11,20 @@
   };
   // the plots whose clicks Python handles, each with where its answer appears (widgets.CLICK_TARGETS)
   const targets = __CLICK_TARGETS__;
-  const reveal = (selector) => {  // scroll the answer's panel up if it starts below mid-screen (a phone)
-    const panel = selector && document.querySelector(selector);
-    if (!panel) return;
+  // the panel that answers a click, scrolled up if it starts below mid-screen (a phone) or above the
+  // screen, once it is shown (a click may open another tab first)
+  let pending = null;
+  const tryReveal = () => {
+    if (!pending || Date.now() > pending.until) { pending = null; return; }
+    const panel = document.querySelector(pending.selector);
+    if (!panel || !panel.offsetParent) { setTimeout(tryReveal, 100); return; }
     const box = panel.getBoundingClientRect();
-    if (box.top < 0 || box.top > window.innerHeight / 2) panel.scrollIntoView({block: 'start'});
+    if (box.top < 0 || box.top > window.innerHeight / 2) window.scrollTo({top: window.scrollY + box.top - 8});
+    pending = null;
+  };
+  const reveal = (selector) => {
+    pending = selector ? {selector, until: Date.now() + 8000} : null;
+    tryReveal();
   };
   const bind = () => {
     for (const [id, answer] of Object.entries(targets)) {

@@ -175,7 +175,7 @@ def drop_exports(request: gr.Request):
 
 def scroll_to(selector: str) -> dict:
     """An event step that brings a result below the Lab's inputs into view (it starts at the top)."""
-    scroll = f"document.querySelector('{selector}')?.scrollIntoView({{block: 'start'}})"
+    scroll = f"window.scrollTo({{top: window.scrollY + document.querySelector('{selector}').getBoundingClientRect().top - 8}})"
     return dict(fn=None, js=f"() => {{ setTimeout(() => {scroll}, 250); }}")  # after the plots redraw
 
 
