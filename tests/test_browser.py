@@ -470,4 +470,4 @@ def test_the_circuit_tab(app_server, viewport):
         expect(page.locator("#heatmap label")).to_contain_text("L0 H0", timeout=WAIT_MS)
         page.wait_for_timeout(500)  # the map redrawn at its new size
         area = page.locator("#heatmap .nsewdrag").first.bounding_box()  # the head's map, on screen
-        assert in_view(page, "#heatmap label") and 0 <= area["y"] and area["y"] + 300 <= viewport["height"]
+        assert in_view(page, "#heatmap label") and area["y"] >= 0 and area["y"] + 300 <= viewport["height"]
