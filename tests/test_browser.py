@@ -460,6 +460,9 @@ def test_the_circuit_tab(app_server, viewport):
         page.wait_for_timeout(600)  # the graph is scrolled into view once drawn
         assert in_view(page, "#circuit-graph .nsewdrag") or page.locator("#circuit-graph").bounding_box()["y"] < 60
         assert plot_area(page, "#circuit-graph")["width"] >= 280  # readable, phone included
+        for box in ("#circuit-graph", "#circuit-curve", "#lab-export"):  # the graph scrolls in its own box
+            right = page.locator(box).bounding_box()
+            assert right["x"] + right["width"] <= viewport["width"] + 1, box
         names = page.evaluate(nodes)
         at = page.evaluate(
             """(i) => { const gd = document.querySelector('#circuit-graph .js-plotly-plot'), l = gd._fullLayout, b = gd.getBoundingClientRect();

@@ -170,7 +170,7 @@ def lab_tab() -> dict:
                         min_width=200,
                     )
                 circ_btn = gr.Button("Find the circuit", variant="primary", elem_id="lab-circuit-btn")
-                with gr.Row(equal_height=False):
+                with gr.Row(equal_height=False, elem_id="circuit-row"):
                     circ_graph = gr.Plot(
                         empty_plot("Load a task (or type a pair), then find its circuit.", 300),
                         label="Circuit",
