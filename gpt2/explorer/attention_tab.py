@@ -10,6 +10,7 @@ from . import export, heads_views, service, views
 from .chart import visible_token
 from .errors import user_errors
 from .inputs import MEAN, UserInputError, parse_head_value
+from .lab_views import View
 from .session import Session
 from .texts import ABLATED, CLEAN, LOG_OPTION, MEAN_OPTION, MODEL_ROLES, QK_START, SINK_OPTION
 from .widgets import empty_plot, on_gpu, plot, w
@@ -120,7 +121,7 @@ class QKShown:
     head: int
     query: int
     key: int
-    view: object  # lab_views.View
+    view: View  # the parts, for the export
 
 
 def qk_blank(message: str = QK_START) -> dict:
