@@ -174,9 +174,9 @@ def drop_exports(request: gr.Request):
 
 
 def scroll_to(selector: str) -> dict:
-    """An event step that brings a result below the Lab's inputs into view (it starts at the top)."""
-    scroll = f"window.scrollTo({{top: window.scrollY + document.querySelector('{selector}').getBoundingClientRect().top - 8}})"
-    return dict(fn=None, js=f"() => {{ setTimeout(() => {scroll}, 250); }}")  # after the plots redraw
+    """An event step that brings a result below the Lab's inputs into view, as the page's script
+    brings a click's answer (`revealAnswer` in assets/explorer.js)."""
+    return dict(fn=None, js=f"() => window.revealAnswer?.('{selector}')")
 
 
 def wire_pairs(heavy: dict, private: dict) -> None:
