@@ -166,12 +166,14 @@ def test_circuit_endpoints(client):
     exact = client.predict(*pair, api_name="/patch")
     assert exact["answer_clean"] == task["answer_clean"] and exact["answer_corrupted"] == task["answer_corrupted"]
     estimate = client.predict(*pair, 5, api_name="/attribute")
+    assert (estimate["answer_clean"], estimate["answer_corrupted"]) == (task["answer_clean"], task["answer_corrupted"])
     assert (
         len(estimate["heads"]) == 6
         and len(estimate["mlp"]) == 6
         and len(estimate["resid"][0]) == len(exact["resid"][0])
     )
     circuit = client.predict(*pair, 30, "eap-ig", api_name="/circuit")
+    assert circuit["answer_clean"] == task["answer_clean"]  # the token's own text, as /patch gives it
     assert circuit["nodes"][0] == "embed" and circuit["nodes"][-1] == "logits" and 0.8 <= circuit["faithfulness"] <= 1.1
     assert {"from", "to", "input", "score"} == set(circuit["edges"][0])
     assert any(e["from"] == "L0H0" and e["to"].startswith("L1") and e["input"] == "k" for e in circuit["edges"])

@@ -7,9 +7,9 @@ import numpy as np
 from ..circuits import attribution_patching, find_circuit
 from ..circuits.tasks import make_task
 from ..tokenizer import get_tokenizer
-from .chart import Chart, visible_token
+from .chart import Chart
 from .inputs import Pairs
-from .lab_views import View, grid_table, head_map_chart
+from .lab_views import View, grid_table, head_map_chart, token_text
 from .texts import TASK_SEED
 
 TASK_PAIRS = 1  # pairs a task fills in (the prompt-set box takes up to 16)
@@ -28,10 +28,6 @@ def task_texts(model, name: str, seed: int = TASK_SEED) -> dict:
     }
 
 
-def _token(token_id: int) -> str:
-    return visible_token(get_tokenizer().token_text(int(token_id)))
-
-
 def _pair_words(count: int) -> str:
     return "this pair" if count == 1 else f"these {count} pairs"
 
@@ -47,8 +43,8 @@ def attribution_views(model, pairs: Pairs, steps: int, exact_heads: np.ndarray |
     how = f"integrated gradients, {steps} steps" if steps else "one gradient"
     data = {
         "steps": steps,
-        "answer_clean": _token(result.answer_clean),
-        "answer_corrupted": _token(result.answer_corrupted),
+        "answer_clean": token_text(result.answer_clean),
+        "answer_corrupted": token_text(result.answer_corrupted),
         "resid": result.resid.tolist(),
         "heads": heads.tolist(),
         "mlp": mlp.tolist(),
@@ -93,8 +89,8 @@ def circuit_views(model, pairs: Pairs, edges: int, method: str, steps: int = 5) 
     data = {
         "method": circuit.method,
         "steps": circuit.steps,
-        "answer_clean": _token(answer_clean),
-        "answer_corrupted": _token(answer_corrupted),
+        "answer_clean": token_text(answer_clean),
+        "answer_corrupted": token_text(answer_corrupted),
         "nodes": circuit.nodes,
         "edges": edge_rows,
         "faithfulness": float(circuit.faithfulness),

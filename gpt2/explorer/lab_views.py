@@ -30,7 +30,8 @@ class View:
     source: str = ""  # what the numbers were computed from (e.g. the pairs patched), not exported
 
 
-def _token(token_id: int) -> str:
+def token_text(token_id: int) -> str:
+    """A token's own text, as the API and the exports give it (" king")."""
     return get_tokenizer().token_text(token_id)
 
 
@@ -145,7 +146,7 @@ def rank_view(model, entry: Entry, position: int, target: int) -> View:
     ranks = lab.lens_ranks(model, entry.analysis, position, target).numpy()
     layers = _layer_names(entry.analysis.num_layers)
     fig = Chart("line_series", dict(x=layers, values=ranks, y_title="rank (0 = top)"))
-    label = f"Rank of {_token(target)!r} at position {position}, layer by layer"
+    label = f"Rank of {token_text(target)!r} at position {position}, layer by layer"
     return View(
         fig,
         label,
@@ -161,7 +162,7 @@ def attribution_view(model, entry: Entry, position: int, target: int) -> tuple[V
     """(heads, MLPs and the rest): each component's direct contribution to the target's logit."""
     att = lab.direct_attribution(model, entry.analysis.ids, position, target)
     heads = att.heads.numpy()
-    where = f"{_token(target)!r} at position {position}"
+    where = f"{token_text(target)!r} at position {position}"
     heads_fig = head_map_chart(heads, "direct", "{:+.2f}")
     L = heads.shape[0]
     labels = [
@@ -174,7 +175,7 @@ def attribution_view(model, entry: Entry, position: int, target: int) -> tuple[V
     rest_fig = Chart("bar_series", dict(labels=labels, values=values, title="direct contribution"))
     data = {
         "position": position,
-        "target": _token(target),
+        "target": token_text(target),
         "direct": heads.tolist(),
         "mlps": att.mlps.tolist(),
         "attn_biases": att.attn_biases.tolist(),
@@ -201,9 +202,12 @@ def attribution_view(model, entry: Entry, position: int, target: int) -> tuple[V
 def sweep_view(model, entry: Entry, position: int, target: int, progress=None) -> View:
     effects = lab.ablation_sweep(model, entry.analysis, position, target, progress).numpy()
     fig = head_map_chart(effects, "Δ log p", "{:+.2f}")
-    label = f"Each head alone mean-ablated: change in log p({_token(target)!r}) at position {position}"
+    label = f"Each head alone mean-ablated: change in log p({token_text(target)!r}) at position {position}"
     return View(
-        fig, label, {"position": position, "target": _token(target), "ablation": effects.tolist()}, grid_table(effects)
+        fig,
+        label,
+        {"position": position, "target": token_text(target), "ablation": effects.tolist()},
+        grid_table(effects),
     )
 
 
@@ -213,7 +217,7 @@ def sweep_view(model, entry: Entry, position: int, target: int, progress=None) -
 def top_tokens(probs, k: int = TOP_K) -> list[list]:
     """[[token, probability], ...] of the `k` most likely."""
     values, ids = probs.topk(k)
-    return [[_token(i), round(float(p), 6)] for i, p in zip(ids.tolist(), values.tolist(), strict=True)]
+    return [[token_text(i), round(float(p), 6)] for i, p in zip(ids.tolist(), values.tolist(), strict=True)]
 
 
 def ablation_views(
@@ -231,7 +235,7 @@ def ablation_views(
     bars, _ = next_token_view(before, position, TOP_K, compare=after, names=("clean", "ablated"))
     lp_before, lp_after = float(before[target].log()), float(after[target].log())
     summary = (
-        f"{ablation.label}: log p({_token(target)!r}) at position {position} went from {lp_before:.2f} to "
+        f"{ablation.label}: log p({token_text(target)!r}) at position {position} went from {lp_before:.2f} to "
         f"{lp_after:.2f} ({lp_after - lp_before:+.2f}); mean loss {loss_before.mean():.2f} → {loss_after.mean():.2f} nats"
     )
     data = {
@@ -247,7 +251,9 @@ def ablation_views(
     ]
     loss_view = View(loss_chart, f"Per-token loss, clean and {ablation.label}", data, table)
     top_ids = before.topk(TOP_K).indices.tolist()
-    bar_table = [["token", "p_clean", "p_ablated"]] + [[_token(i), float(before[i]), float(after[i])] for i in top_ids]
+    bar_table = [["token", "p_clean", "p_ablated"]] + [
+        [token_text(i), float(before[i]), float(after[i])] for i in top_ids
+    ]
     bars_view = View(bars, f"Next token after position {position}: clean and {ablation.label}", data, bar_table)
     return loss_view, bars_view, summary
 
@@ -262,7 +268,7 @@ def patch_views(model, pairs: Pairs, progress=None) -> tuple[View, View, str]:
     tokenizer = get_tokenizer()
     longest = pairs.corrupted if pairs.count == 1 else max(pairs.corrupted, key=len)
     tokens = [tokenizer.token_text(i) for i in longest]
-    answer_clean, answer_corrupted = _token(result.answer_clean), _token(result.answer_corrupted)
+    answer_clean, answer_corrupted = token_text(result.answer_clean), token_text(result.answer_corrupted)
     data = {
         "answer_clean": answer_clean,
         "answer_corrupted": answer_corrupted,
