@@ -13,7 +13,7 @@ from .inputs import MEAN, UserInputError, parse_head_value
 from .lab_views import View
 from .session import Session
 from .texts import ABLATED, CLEAN, LOG_OPTION, MEAN_OPTION, MODEL_ROLES, QK_START, SINK_OPTION
-from .widgets import empty_plot, on_gpu, plot, w
+from .widgets import empty_plot, on_gpu, plot, plot_view, w
 
 
 def run_ablation(run: str, ablation: Ablation | None) -> Ablation | None:
@@ -70,7 +70,7 @@ def _grid_views(model, entry, view: HeadView, score_name) -> dict:
     selected = (view.layer, view.grid_head)
     if score_name == MODEL_ROLES:
         roles = heads_views.roles_view(model, selected)
-        scores = plot(roles.chart, label=roles.label)
+        scores = plot_view(roles)
     else:
         scores = plot(views.score_view(entry, score_name, selected), label="This text's head scores")
     return {w.grid: plot(views.grid_view(entry, selected)), w.scores_plot: scores}
@@ -136,7 +136,7 @@ def _qk_views(session, model, entry, view: HeadView, run, ablation, query: int, 
         key = int(views.head_map(model, entry, view.layer, view.head)[query, : query + 1].argmax())
     outputs = service.analyses().head_outputs(session.model, model, entry, run_ablation(run, ablation))
     qk = heads_views.qk_view(model, entry, outputs, view.layer, view.head, query, key)
-    return {w.qk_plot: plot(qk.chart, label=qk.label), w.qk_shown: QKShown(run, view.layer, view.head, query, key, qk)}
+    return {w.qk_plot: plot_view(qk), w.qk_shown: QKShown(run, view.layer, view.head, query, key, qk)}
 
 
 def select_position(session, head_choice, options, run, ablation, position, key=None) -> dict:
@@ -174,7 +174,7 @@ def show_qk_matrix(session, shown: QKShown | None, ablation):
     model, entry, _ = session_entry(session, shown.run, ablation)
     outputs = service.analyses().head_outputs(session.model, model, entry, run_ablation(shown.run, ablation))
     matrix = heads_views.qk_matrix_view(model, entry, outputs, shown.layer, shown.head, shown.query, shown.key)
-    return {w.qk_matrix: plot(matrix.chart, label=matrix.label)}
+    return {w.qk_matrix: plot_view(matrix)}
 
 
 @user_errors("status_box")

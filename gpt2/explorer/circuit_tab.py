@@ -8,19 +8,14 @@ import numpy as np
 from . import circuit_views, lab_views, service
 from .errors import user_errors
 from .inputs import as_int, read_pairs
+from .lab_tab import LAB_ERRORS, with_views
 from .session import EMPTY_SESSION
 from .texts import CIRCUIT_PANEL, TASK_SEED
-from .widgets import on_gpu, plot, w
-
-LAB_ERRORS = "lab_status"
+from .widgets import on_gpu, plot_view, w
 
 
 def _model(session):
     return service.models().get((session or EMPTY_SESSION).model)
-
-
-def _shown(shown: dict | None, **views_by_file) -> dict:
-    return {**(shown or {}), **views_by_file}
 
 
 @user_errors(LAB_ERRORS)
@@ -33,9 +28,9 @@ def lab_patch(clean, corrupted, answer_clean, answer_corrupted, set_text, sessio
         model, pairs, progress=lambda f: progress(f, desc="patching")
     )
     return {
-        w.lab_patch_resid: plot(resid_view.chart, label=resid_view.label),
-        w.lab_patch_heads: plot(heads_view.chart, label=heads_view.label),
-        w.lab_shown: _shown(shown, **{"patching-residual": resid_view, "patching-heads": heads_view}),
+        w.lab_patch_resid: plot_view(resid_view),
+        w.lab_patch_heads: plot_view(heads_view),
+        w.lab_shown: with_views(shown, **{"patching-residual": resid_view, "patching-heads": heads_view}),
         w.lab_status: summary,
     }
 
@@ -52,9 +47,11 @@ def lab_attribution_patch(clean, corrupted, answer_clean, answer_corrupted, set_
     heads_view, mlp_view, summary = circuit_views.attribution_views(model, pairs, int(steps), exact_heads)
     heads_view.source = pairs.key
     return {
-        w.lab_apatch_heads: plot(heads_view.chart, label=heads_view.label),
-        w.lab_apatch_mlp: plot(mlp_view.chart, label=mlp_view.label),
-        w.lab_shown: _shown(shown, **{"attribution-patching-heads": heads_view, "attribution-patching-mlp": mlp_view}),
+        w.lab_apatch_heads: plot_view(heads_view),
+        w.lab_apatch_mlp: plot_view(mlp_view),
+        w.lab_shown: with_views(
+            shown, **{"attribution-patching-heads": heads_view, "attribution-patching-mlp": mlp_view}
+        ),
         w.lab_status: summary,
     }
 
@@ -67,10 +64,10 @@ def lab_circuit(clean, corrupted, answer_clean, answer_corrupted, set_text, edge
     pairs = read_pairs(model, clean, corrupted, answer_clean, answer_corrupted, set_text)
     graph, curve, summary = circuit_views.circuit_views(model, pairs, int(edges), method)
     return {
-        w.circ_graph: plot(graph.chart, label=graph.label),
-        w.circ_curve: plot(curve.chart, label=curve.label),
+        w.circ_graph: plot_view(graph),
+        w.circ_curve: plot_view(curve),
         w.circuit_nodes: graph.data["nodes"],
-        w.lab_shown: _shown(shown, **{"circuit": graph, "circuit-faithfulness": curve}),
+        w.lab_shown: with_views(shown, **{"circuit": graph, "circuit-faithfulness": curve}),
         w.lab_status: summary,
     }
 

@@ -10,7 +10,7 @@ from .attention_tab import session_entry
 from .errors import user_errors
 from .inputs import UserInputError, clean_text, head_value, parse_head_value
 from .texts import MODEL_ROLES
-from .widgets import on_gpu, plot, w
+from .widgets import on_gpu, plot, plot_view, w
 
 CARD_TOKENS = 6  # tokens of the text a passport's tables show when none are typed
 CARD_EXAMPLE = " king love night sword crown the"  # their tokens, before any text
@@ -41,14 +41,14 @@ def _card(model, layer: int, head: int, tokens, session, shown: dict | None) -> 
     return {
         w.card_head: gr.update(choices=head_options(model), value=head_value(layer, head)),
         w.card_md: markdown,
-        w.card_partners: plot(partners.chart, label=partners.label),
+        w.card_partners: plot_view(partners),
         w.weights_shown: {**(shown or {}), "head-card": partners},
     }
 
 
 def _composition(model, mode, selected, shown: dict | None) -> dict:
     view = heads_views.composition_view(model, mode or "k", selected)
-    return {w.comp_plot: plot(view.chart, label=view.label), w.weights_shown: {**(shown or {}), "composition": view}}
+    return {w.comp_plot: plot_view(view), w.weights_shown: {**(shown or {}), "composition": view}}
 
 
 @user_errors("weights_status")
@@ -63,7 +63,7 @@ def show_model_heads(model_name, score_name, mode, card_head, tokens, session, s
     roles = heads_views.roles_view(model, (layer, head))
     out = {w.weights_status: f"The heads of {service.models().resolve(model_name)}, read from the model itself."}
     if score_name == MODEL_ROLES and not (session and session.ids):
-        out[w.scores_plot] = plot(roles.chart, label=roles.label)
+        out[w.scores_plot] = plot_view(roles)
     shown = {**(shown or {}), "model-roles": roles}
     out |= _composition(model, mode, (layer, head), shown)
     return out | _card(model, layer, head, tokens, session, out[w.weights_shown])
@@ -113,7 +113,7 @@ def show_scores(session, model_name, head_choice, score_name):
         model = service.models().get(session.model if session and session.ids else model_name)
         selected = parse_head_value(head_choice) if head_choice else None
         roles = heads_views.roles_view(model, selected)
-        return {w.scores_plot: plot(roles.chart, label=roles.label)}
+        return {w.scores_plot: plot_view(roles)}
     if not (session and session.ids):
         raise UserInputError("generate some text first: the text's scores are measured on it")
     _, entry, _ = session_entry(session)

@@ -10,7 +10,7 @@ from .attention_tab import session_entry
 from .errors import user_errors
 from .inputs import UserInputError, parse_heads
 from .session import EMPTY_SESSION
-from .widgets import on_gpu, plot, w
+from .widgets import on_gpu, plot_view, w
 
 LAB_ERRORS = "lab_status"  # where the lab's user errors are said
 
@@ -20,13 +20,9 @@ def _lab_entry(session):
     return model, entry
 
 
-def _shown(shown: dict | None, **views_by_file) -> dict:
+def with_views(shown: dict | None, **views_by_file) -> dict:
     """The lab views on screen by export file name, with these added (replacing the same names)."""
     return {**(shown or {}), **views_by_file}
-
-
-def _plot(view: lab_views.View) -> dict:
-    return plot(view.chart, label=view.label)
 
 
 @user_errors(LAB_ERRORS)
@@ -35,10 +31,10 @@ def lab_loss_and_lens(session, shown=None):
     model, entry = _lab_entry(session)
     loss_view, lens_view = lab_views.loss_view(model, entry), lab_views.lens_view(model, entry)
     return {
-        w.lab_loss: _plot(loss_view),
-        w.lab_lens: _plot(lens_view),
+        w.lab_loss: plot_view(loss_view),
+        w.lab_lens: plot_view(lens_view),
         w.lab_status: "Loss and logit lens of the current text.",
-        w.lab_shown: _shown(shown, loss=loss_view, **{"logit-lens": lens_view}),
+        w.lab_shown: with_views(shown, loss=loss_view, **{"logit-lens": lens_view}),
     }
 
 
@@ -53,11 +49,11 @@ def lab_attribute(session, position, target, shown=None, progress=gr.Progress())
         model, entry, position, target_id, progress=lambda f: progress(f, desc="ablating each head")
     )
     return {
-        w.lab_direct: _plot(heads_view),
-        w.lab_rest: _plot(rest_view),
-        w.lab_sweep: _plot(sweep),
-        w.lab_rank: _plot(rank),
-        w.lab_shown: _shown(
+        w.lab_direct: plot_view(heads_view),
+        w.lab_rest: plot_view(rest_view),
+        w.lab_sweep: plot_view(sweep),
+        w.lab_rank: plot_view(rank),
+        w.lab_shown: with_views(
             shown,
             attribution=heads_view,
             **{"attribution-rest": rest_view, "ablation-sweep": sweep, "target-rank": rank},
@@ -79,9 +75,9 @@ def lab_ablate(session, heads_text, mode, position, target, shown=None):
     loss_view, bars_view, summary = lab_views.ablation_views(model, entry, ablated, ablation, position, target_id)
     return {
         w.ablation_state: ablation,
-        w.lab_ablate_loss: _plot(loss_view),
-        w.lab_ablate_bars: _plot(bars_view),
-        w.lab_shown: _shown(shown, **{"ablation-loss": loss_view, "ablation-next-token": bars_view}),
+        w.lab_ablate_loss: plot_view(loss_view),
+        w.lab_ablate_bars: plot_view(bars_view),
+        w.lab_shown: with_views(shown, **{"ablation-loss": loss_view, "ablation-next-token": bars_view}),
         w.lab_status: summary,
         w.run_box: gr.update(visible=True, label=f"Run: clean, or {ablation.label}"),
     }

@@ -168,6 +168,11 @@ def plot(chart: Chart, **update) -> dict:
     return gr.update(value=PlotData(type="plotly", plot=figures.figure_json(figures.draw(chart))), **update)
 
 
+def plot_view(view, **update) -> dict:
+    """A view (`lab_views.View`) for gr.Plot: its chart, drawn, under its label."""
+    return plot(view.chart, label=view.label, **update)
+
+
 def empty_plot(message: str, height: int = 260) -> PlotData:
     """A placeholder figure: no axes, one line of guidance."""
     return PlotData(type="plotly", plot=figures.figure_json(figures.placeholder(message, height)))
