@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..heads.common import head_label
 from ..hooks import hooks, run_with_cache
 from ..lab import LabError
 from ..lab.common import ids_tensor
@@ -17,8 +18,7 @@ class CircuitError(LabError):
     """A circuit request that cannot be answered (the message says why, in one line)."""
 
 
-def head_node(layer: int, head: int) -> str:
-    return f"L{layer}H{head}"
+head_node = head_label  # a head's node is named as everywhere else: "L1H0"
 
 
 def mlp_node(layer: int) -> str:
