@@ -315,3 +315,14 @@ def test_attribution_patching_beside_exact_patching():
     other = ui.lab_attribution_patch(*pair, f"{ui.PATCH_EXAMPLE[0]} | {ui.PATCH_EXAMPLE[1]}", 0, None, shown)
     assert "Pearson" not in other[ui.lab_status]  # a prompt set is not the pair exact patching saw
     assert "one gradient" in other[ui.lab_status]
+
+
+def test_a_change_of_score_shows_the_run_on_screen():
+    """The score map follows the run shown (clean or ablated), as the head's other views do."""
+    session = last_session(generate(ui.REPEATED_EXAMPLE, 2))
+    ablation = ui.lab_ablate(session, "L1", "zero", -1, "")[ui.ablation_state]
+    clean = ui.show_scores(session, BUNDLED_NAME, "1,0", "induction", ui.CLEAN, ablation)[ui.scores_plot]
+    ablated = ui.show_scores(session, BUNDLED_NAME, "1,0", "induction", ui.ABLATED, ablation)[ui.scores_plot]
+    assert clean["value"].plot != ablated["value"].plot
+    via_head = ui.update_head(session, "1,0", [], "induction", None, ui.ABLATED, ablation)[ui.scores_plot]
+    assert via_head["value"].plot == ablated["value"].plot

@@ -66,14 +66,21 @@ def _attention_views(model, entry, window, view: HeadView, query: int) -> dict:
     }
 
 
+def score_map(model, entry, score_name, selected) -> dict:
+    """The All heads tab's map: the model's own roles (`entry` may be None), or a score on the text."""
+    if score_name == MODEL_ROLES:
+        return plot_view(heads_views.roles_view(model, selected))
+    if entry is None:
+        raise UserInputError("generate some text first: the text's scores are measured on it")
+    return plot(views.score_view(entry, score_name, selected), label="This text's head scores")
+
+
 def _grid_views(model, entry, view: HeadView, score_name) -> dict:
     selected = (view.layer, view.grid_head)
-    if score_name == MODEL_ROLES:
-        roles = heads_views.roles_view(model, selected)
-        scores = plot_view(roles)
-    else:
-        scores = plot(views.score_view(entry, score_name, selected), label="This text's head scores")
-    return {w.grid: plot(views.grid_view(entry, selected)), w.scores_plot: scores}
+    return {
+        w.grid: plot(views.grid_view(entry, selected)),
+        w.scores_plot: score_map(model, entry, score_name, selected),
+    }
 
 
 @user_errors("status_box")

@@ -5,12 +5,12 @@ model is the one chosen in the model list; nothing here needs a text."""
 import gradio as gr
 
 from ..tokenizer import get_tokenizer
-from . import export, heads_views, service, views
-from .attention_tab import session_entry
+from . import export, heads_views, service
+from .attention_tab import score_map, session_entry
 from .errors import user_errors
 from .inputs import UserInputError, clean_text, head_value, parse_head_value
-from .texts import MODEL_ROLES
-from .widgets import on_gpu, plot, plot_view, w
+from .texts import CLEAN, MODEL_ROLES
+from .widgets import on_gpu, plot_view, w
 
 CARD_TOKENS = 6  # tokens of the text a passport's tables show when none are typed
 CARD_EXAMPLE = " king love night sword crown the"  # their tokens, before any text
@@ -107,18 +107,14 @@ def open_card(model_name, mode, layer: int, head: int, tokens, session, shown=No
 
 @user_errors("status_box")
 @on_gpu
-def show_scores(session, model_name, head_choice, score_name):
-    """The score map after a change of score: the model's own roles need no text."""
-    if score_name == MODEL_ROLES:
-        model = service.models().get(session.model if session and session.ids else model_name)
-        selected = parse_head_value(head_choice) if head_choice else None
-        roles = heads_views.roles_view(model, selected)
-        return {w.scores_plot: plot_view(roles)}
-    if not (session and session.ids):
-        raise UserInputError("generate some text first: the text's scores are measured on it")
-    _, entry, _ = session_entry(session)
+def show_scores(session, model_name, head_choice, score_name, run=CLEAN, ablation=None):
+    """The score map after a change of score, for the run shown; the model's own roles need no text."""
     selected = parse_head_value(head_choice) if head_choice else None
-    return {w.scores_plot: plot(views.score_view(entry, score_name, selected), label="This text's head scores")}
+    if session and session.ids:
+        model, entry, _ = session_entry(session, run, ablation)
+    else:
+        model, entry = service.models().get(model_name), None
+    return {w.scores_plot: score_map(model, entry, score_name, selected)}
 
 
 @user_errors("weights_status")

@@ -69,7 +69,10 @@ def wire(demo: gr.Blocks) -> None:
         **private,
     )
     w.score_name.input(
-        show_scores, [w.session_state, w.model_box, w.head_box, w.score_name], [w.scores_plot, w.status_box], **private
+        show_scores,
+        [w.session_state, w.model_box, w.head_box, w.score_name, w.run_box, w.ablation_state],
+        [w.scores_plot, w.status_box],
+        **private,
     )
     w.chips.select(
         select_query,
