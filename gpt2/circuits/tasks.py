@@ -20,7 +20,6 @@ from ..lab.pairs import MAX_PAIRS
 from ..tokenizer import get_tokenizer
 from .common import CircuitError
 
-TASKS = ("induction", "names")
 INDUCTION_WORDS = 10
 
 
