@@ -12,7 +12,7 @@ from .inputs import Pairs
 from .lab_views import View, grid_table, head_map_chart, token_text
 from .texts import TASK_SEED
 
-TASK_PAIRS = 1  # pairs a task fills in (the prompt-set box takes up to 16)
+TASK_PAIRS = 1  # pairs a task fills in (the prompt-set box takes more)
 
 
 def task_texts(model, name: str, seed: int = TASK_SEED) -> dict:

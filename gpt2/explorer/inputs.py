@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from ..generate import SamplingError, SamplingSettings
+from ..lab.pairs import MAX_PAIRS
 from ..tokenizer import Tokenizer, get_tokenizer
 
 MAX_PROMPT_CHARS = 100_000  # refused before tokenizing; a 1024-token prompt is ~4,000 characters
@@ -163,7 +164,7 @@ def _field(text: str) -> str:
     return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
 
 
-def prompt_set(text, block_size: int, max_pairs: int = 16):
+def prompt_set(text, block_size: int, max_pairs: int = MAX_PAIRS):
     """A prompt set typed one pair a line, `clean | corrupted`, optionally `| "answer" | "answer"`:
     (clean prompts, corrupted prompts, answers or None), as token ids; None when the box is empty."""
     text = clean_text(text or "", "the prompt set")

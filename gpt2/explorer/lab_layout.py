@@ -2,6 +2,7 @@
 
 import gradio as gr
 
+from ..lab.pairs import MAX_PAIRS
 from .texts import CIRCUIT_PANEL, LAB_START, PATCH_EXAMPLE, TASK_SEED, TUTORIAL
 from .widgets import downloads, empty_plot
 
@@ -27,7 +28,7 @@ def answers_and_set() -> tuple[gr.Textbox, gr.Textbox, gr.Textbox]:
     with gr.Row():
         clean = gr.Textbox(label='Clean answer (one token, like " Juliet"; empty = the top prediction)', min_width=160)
         corrupted = gr.Textbox(label="Corrupted answer", min_width=160)
-    with gr.Accordion("Prompt set: up to 16 pairs, averaged (replaces the two prompts)", open=False):
+    with gr.Accordion(f"Prompt set: up to {MAX_PAIRS} pairs, averaged (replaces the two prompts)", open=False):
         pairs = gr.Textbox(
             show_label=False,
             lines=4,
