@@ -94,10 +94,11 @@ def pool_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torc
 
 
 @torch.inference_mode()
-def validation_loss(
+def validation_token_losses(
     model, tokens: torch.Tensor, block_size: int, batch_size: int = 16, max_windows: int | None = None
-) -> float:
-    """Mean loss in nats per token over consecutive non-overlapping windows of `tokens` (a held-out split)."""
+) -> torch.Tensor:
+    """(windows, block_size) loss in nats of every token of consecutive non-overlapping windows of
+    `tokens` (a held-out split), each window's logits made one at a time."""
     model.eval()
     n_windows = (len(tokens) - 1) // block_size
     if max_windows:
@@ -107,9 +108,19 @@ def validation_loss(
     windows = tokens[: n_windows * block_size + 1]
     inputs = windows[:-1].view(n_windows, block_size)
     targets = windows[1:].view(n_windows, block_size)
-    total = 0.0
+    losses = torch.empty(n_windows, block_size)
+    head = model.lm_head.weight
     for start in range(0, n_windows, batch_size):
-        hidden = model(inputs[start : start + batch_size], return_hidden=True)
-        batch_loss = chunked_cross_entropy(hidden, model.lm_head.weight, targets[start : start + batch_size])
-        total += batch_loss.item() * hidden.size(0)
-    return total / n_windows
+        hidden = model(inputs[start : start + batch_size].to(head.device), return_hidden=True)  # (B, T, C)
+        for row, window_hidden in enumerate(hidden, start):
+            logits = (window_hidden @ head.t()).float()  # (T, V)
+            target = targets[row].to(head.device)
+            losses[row] = torch.nn.functional.cross_entropy(logits, target, reduction="none").cpu()
+    return losses
+
+
+def validation_loss(
+    model, tokens: torch.Tensor, block_size: int, batch_size: int = 16, max_windows: int | None = None
+) -> float:
+    """Mean loss in nats per token over consecutive non-overlapping windows of `tokens` (a held-out split)."""
+    return validation_token_losses(model, tokens, block_size, batch_size, max_windows).double().mean().item()

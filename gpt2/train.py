@@ -9,7 +9,6 @@ reads a stage's flags from gpt2/recipes/NAME.toml (`gpt2.recipes`); flags given 
 """
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -22,16 +21,15 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from . import curriculum, recipes
+from . import curriculum, history, recipes
 from .config import PRESETS, VOCAB_SIZE, GPT2Config
 from .data import read_corpus, split_tokens
-from .loss import validation_loss
+from .loss import validation_loss, validation_token_losses
 from .model import GPT2
 from .precision import autocast_dtype, default_device
 from .weights import ModelLoadError
 
 STATE_FILE = "train_state.pt"  # model, optimizer, step and both random generators, for --resume
-HISTORY_FILE = "history.json"  # one entry per validation pass: the loss curve
 SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -110,8 +108,9 @@ def build_model(args, config: GPT2Config, device: torch.device) -> GPT2:
     return model
 
 
-def save_checkpoint(model, optimizer, data_rng, step: int, out: Path, save_dtype: torch.dtype) -> None:
-    """config.json + model.safetensors (Hugging Face's layout), and train_state.pt for --resume."""
+def save_checkpoint(model, optimizer, data_rng, step: int, out: Path, save_dtype: torch.dtype, start) -> None:
+    """config.json + model.safetensors (Hugging Face's layout), and train_state.pt for --resume
+    (with `start`, where the history's steps and tokens begin)."""
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, dtype=save_dtype)
     state = {
@@ -120,19 +119,42 @@ def save_checkpoint(model, optimizer, data_rng, step: int, out: Path, save_dtype
         "data_rng": data_rng.get_state(),
         "torch_rng": torch.get_rng_state(),
         "step": step,
+        "history_start": start,
     }
     torch.save(state, out / (STATE_FILE + ".tmp"))
     os.replace(out / (STATE_FILE + ".tmp"), out / STATE_FILE)  # a crash mid-write leaves the old state
 
 
-def load_checkpoint(path: Path, model, optimizer, data_rng, device) -> int:
-    """Restore what `save_checkpoint` wrote; returns the step to continue from."""
+def load_checkpoint(path: Path, model, optimizer, data_rng, device) -> tuple[int, dict]:
+    """Restore what `save_checkpoint` wrote; returns the step to continue from and the history's start."""
     state = torch.load(path, map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     data_rng.set_state(state["data_rng"])
     torch.set_rng_state(state["torch_rng"])
-    return state["step"]
+    return state["step"], state.get("history_start", {"step": 0, "tokens": 0})
+
+
+def start_history(args, out: Path) -> tuple[list[dict], dict]:
+    """A fresh run's first rows and where its own steps and tokens start: the rows of --init-from's
+    history, if it has one, which this run's steps follow on from."""
+    source = args.init_from and Path(args.init_from)
+    rows = history.rows_up_to(source, float("inf")) if source and source.is_dir() else []
+    start = {"step": rows[-1]["step"], "tokens": rows[-1]["tokens"]} if rows else {"step": 0, "tokens": 0}
+    return rows, start
+
+
+def evaluate(model, split, block_size: int, args, probe: history.Probe) -> dict:
+    """The fields of a history row that measure the model: losses and head scores (docs/training.md)."""
+    losses = validation_token_losses(model, split.val, block_size, max_windows=args.eval_windows)
+    scores = probe.head_scores(model)
+    return dict(val_loss=losses.double().mean().item(), icl_score=history.icl_score(losses), **scores)
+
+
+def keep_snapshot(model, step: int, out: Path, args) -> None:
+    """At every --snapshot-every steps (of the history's count), the weights in float16."""
+    if args.snapshot_every and step % args.snapshot_every == 0:
+        model.save_pretrained(history.snapshot_dir(out, step), dtype=torch.float16)
 
 
 def train(args) -> None:
@@ -149,13 +171,15 @@ def train(args) -> None:
     optimizer = make_optimizer(model, args.lr, args.weight_decay, no_decay)
     data_rng = torch.Generator().manual_seed(args.seed)  # the same on every rank: each takes its rows of one batch
     out = Path(args.out)
-    start_step = 0
-    if args.resume and (out / STATE_FILE).is_file():
-        start_step = load_checkpoint(out / STATE_FILE, model, optimizer, data_rng, device)
+    start_step, resumed = 0, args.resume and (out / STATE_FILE).is_file()
+    if resumed:
+        start_step, start = load_checkpoint(out / STATE_FILE, model, optimizer, data_rng, device)
+        rows = history.rows_up_to(out, start["step"] + start_step)  # drop rows recorded after the checkpoint
         if is_main:
             print(f"resumed from {out / STATE_FILE} at step {start_step}", file=sys.stderr)
-    history_path = out / HISTORY_FILE
-    history = json.loads(history_path.read_text()) if args.resume and history_path.is_file() else []
+    else:
+        rows, start = start_history(args, out)
+    probe = history.Probe.for_run(split.train, config.block_size)
 
     ddp_model = DistributedDataParallel(model) if world > 1 else model
     amp_dtype = autocast_dtype(args.dtype, device)
@@ -169,6 +193,13 @@ def train(args) -> None:
             f"compute {amp_dtype or torch.float32}",
             file=sys.stderr,
         )
+    if is_main:
+        history.write_history(out, rows)
+        if not rows:  # a fresh run records where it starts
+            measured = evaluate(model, split, config.block_size, args, probe)
+            history.append_row(out, dict(step=0, tokens=0, train_loss=None, **measured, stage=args.stage))
+        if not resumed:
+            keep_snapshot(model, start["step"], out, args)
     steps = range(start_step, args.max_steps)
     progress = tqdm(steps, initial=start_step, total=args.max_steps, disable=not is_main, dynamic_ncols=True)
     started = time.perf_counter()
@@ -205,13 +236,21 @@ def train(args) -> None:
             check_in_sync(model)
             if is_main:
                 progress.write(f"all {world} processes hold identical weights")
+        if is_main:
+            keep_snapshot(model, start["step"] + step + 1, out, args)
         if is_main and (last or (args.eval_interval and (step + 1) % args.eval_interval == 0)):
-            val = validation_loss(model, split.val, config.block_size, max_windows=args.eval_windows)
-            tokens, minutes = (step + 1) * tokens_per_step, elapsed / 60
-            history.append(dict(step=step + 1, tokens=tokens, train_loss=train_loss, val_loss=val, minutes=minutes))
-            progress.write(f"step {step + 1}: train loss {train_loss:.4f}, val loss {val:.4f}, {elapsed / 60:.1f} min")
-            save_checkpoint(model, optimizer, data_rng, step + 1, out, SAVE_DTYPES[args.save_dtype])
-            history_path.write_text(json.dumps(history, indent=1) + "\n")
+            probe_started = time.perf_counter()
+            measured = evaluate(model, split, config.block_size, args, probe)
+            tokens = start["tokens"] + (step + 1) * tokens_per_step
+            row = dict(step=start["step"] + step + 1, tokens=tokens, train_loss=train_loss, **measured)
+            row |= dict(stage=args.stage, minutes=elapsed / 60, eval_seconds=time.perf_counter() - probe_started)
+            history.append_row(out, row)  # before the checkpoint: a resume drops it if that never lands
+            progress.write(
+                f"step {step + 1}: train loss {train_loss:.4f}, val loss {row['val_loss']:.4f}, "
+                f"in-context {row['icl_score']:+.3f}, best induction {max(map(max, row['induction'])):.2f}, "
+                f"{elapsed / 60:.1f} min"
+            )
+            save_checkpoint(model, optimizer, data_rng, step + 1, out, SAVE_DTYPES[args.save_dtype], start)
         if stop:
             if is_main:
                 progress.write(f"stopping at step {step + 1} (--time-limit or --stop-at-step); --resume continues")
@@ -269,6 +308,7 @@ def parse_args(argv=None):
     r.add_argument("--time-limit", type=float, help="stop (and save) after this many minutes")
     r.add_argument("--stop-at-step", type=int, help="stop (and save) after this step; the schedule spans --max-steps")
     r.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt if it exists")
+    r.add_argument("--snapshot-every", type=int, help="keep the weights (float16) every N steps under OUT/snapshots")
     e = p.add_argument_group("evaluation only")
     e.add_argument("--eval-only", action="store_true", help="print the validation loss of --model (or --out) on --data")
     e.add_argument("--model", help="checkpoint directory or Hub name for --eval-only")

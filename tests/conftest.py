@@ -49,6 +49,28 @@ def small_vocab_model() -> GPT2:
     return GPT2(vocab_size=100, embed_dim=32, num_heads=4, num_layers=3, block_size=32).eval()
 
 
+WORDS = ["king", "queen", "sword", "crown", "night", "day", "love", "death"]
+WORDS += ["honour", "blood", "war", "peace", "rose", "thorn", "lord", "lady"]
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """A training text of 800 lines of 12 random words, for the trainer's tests."""
+    gen = torch.Generator().manual_seed(0)
+    lines = [" ".join(WORDS[i] for i in torch.randint(len(WORDS), (12,), generator=gen).tolist()) for _ in range(800)]
+    path = tmp_path_factory.mktemp("data") / "corpus.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def keep_threads():
+    """Training runs in the test's process set --threads; the next test gets torch's count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 # Debian's Chromium, as the browser tests and scripts/screenshots.py drive it, and their two viewports
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

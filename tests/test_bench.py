@@ -1,5 +1,6 @@
 """The benchmarks keep working: bench.py --quick runs every row at tiny sizes, train_speed.py --quick
-takes two tiny steps per variant, and the induction toy trains for two steps (no timing is asserted)."""
+takes two tiny steps per variant, history_cost.py --quick two tiny turns, and the induction toy trains
+for two steps (no timing is asserted)."""
 
 import json
 import math
@@ -83,3 +84,11 @@ def test_train_speed_quick_runs_every_variant():
     assert results["plain (fp32 logits + cross_entropy)"]["vs_plain"] == 1.0
     for row in results.values():
         assert row["tokens_s"] == pytest.approx(2 * 32 / row["median_s"]) and row["median_s"] > 0
+
+
+def test_history_cost_quick_times_all_three():
+    import history_cost
+
+    medians = history_cost.main(["--quick"])
+    assert medians.keys() == {"step", "validation before", "evaluation with history"}
+    assert all(seconds > 0 for seconds in medians.values())

@@ -1,5 +1,5 @@
 """The app's named API endpoints (`/generate`, `/attention`, the lab's five, heads explained's four,
-circuits' three):
+circuits' three, `/history`):
 each checks its input,
 computes the same numbers the page shows (no figure is drawn), and answers a user error with one
 line (see `errors.user_errors`)."""
@@ -222,3 +222,10 @@ def api_head_card(model: str = BUNDLED_NAME, layer: int = 0, head: int = 0, toke
         raise UserInputError("a head card is of one head: give a head number")
     view, _ = heads_views.head_card(loaded, layer, head, card_token_ids(tokens, None))
     return {**view.data, "copying": view.data["scores"]["copying"]}
+
+
+@user_errors()
+def api_history(model: str = BUNDLED_NAME) -> dict:
+    """The model's training history: {"rows": [...]}, one row per evaluation, as `gpt2.train` wrote
+    them to history.jsonl (fields in docs/training.md)."""
+    return {"rows": service.models().history(model)}

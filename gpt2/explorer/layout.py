@@ -5,7 +5,7 @@ views come right after the tokens."""
 import gradio as gr
 
 from ..scores import SCORE_NAMES
-from . import service, views, wiring
+from . import service, training_views, views, wiring
 from .inputs import MAX_NEW_TOKENS, MAX_PROMPT_CHARS
 from .lab_layout import lab_tab
 from .models import BUNDLED_NAME
@@ -21,6 +21,9 @@ from .texts import (
     MODEL_ROLES,
     QK_START,
     SINK_OPTION,
+    TRAINING_NONE,
+    TRAINING_START,
+    TRAINING_TAB,
     WEIGHTS_START,
     WEIGHTS_TAB,
     WHY_PANEL,
@@ -61,6 +64,47 @@ def weights_tab() -> dict:
                 )
         weights_export_btn = gr.Button("Export these views (.json, .csv) and figures (.html)", elem_id="weights-export")
         weights_exports = downloads("Weights downloads", "weights-exports")
+    return locals()
+
+
+def training_tab() -> dict:
+    """The *Training* tab: the model's training history and, with snapshots, a step slider."""
+    with gr.Tab("Training", id=TRAINING_TAB, elem_id="tab-training"):
+        training_status = gr.Textbox(
+            value=TRAINING_START, label="Training", interactive=False, lines=1, max_lines=4, elem_id="training-status"
+        )
+        training_md = gr.Markdown(elem_id="training-md")
+        with gr.Row(equal_height=False):
+            with gr.Column(min_width=300):
+                train_loss_plot = gr.Plot(empty_plot(TRAINING_NONE, 240), label="Loss", elem_id="train-loss")
+            with gr.Column(min_width=300):
+                train_icl_plot = gr.Plot(
+                    empty_plot(TRAINING_NONE, 240), label="In-context learning", elem_id="train-icl"
+                )
+        train_score = gr.Radio(
+            list(training_views.SCORE_CHOICES),
+            value=training_views.SCORE_CHOICES[0][1],
+            label="Each head's score against the step",
+            elem_id="train-score",
+        )
+        train_heads_plot = gr.Plot(empty_plot(TRAINING_NONE, 300), label="Heads", elem_id="train-heads")
+        with gr.Column(visible=False, elem_id="replay") as replay:
+            with gr.Row():
+                train_step = gr.Slider(
+                    0, 1, value=1, step=1, label="Step (a snapshot of the run)", scale=3, elem_id="train-step"
+                )
+                train_head = gr.Dropdown(choices=[], label="Head", scale=1, min_width=120, elem_id="train-head")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=3, min_width=300):
+                    train_heatmap = gr.Plot(
+                        empty_plot("The head's attention at that step.", 360),
+                        label="Attention",
+                        elem_id="train-heatmap",
+                    )
+                with gr.Column(scale=2, min_width=260):
+                    train_grid = gr.Plot(
+                        empty_plot("Every head at that step.", 300), label="Every head", elem_id="train-grid"
+                    )
     return locals()
 
 
@@ -200,6 +244,7 @@ def build(demo: gr.Blocks) -> None:
                             )
                 weights = weights_tab()
                 lab = lab_tab()
+                training = training_tab()
 
-    w.fill(locals() | weights | lab)  # the handlers' handle on every component
+    w.fill(locals() | weights | lab | training)  # the handlers' handle on every component
     wiring.wire(demo)

@@ -9,8 +9,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import history
 from ..model import GPT2
-from ..paths import BUNDLED_MODEL_NAME
+from ..paths import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME
 from ..precision import default_device, int8_decoding_pays, int8_kernel_available
 from ..quantize import quantize_int8
 from ..weights import ModelLoadError, canonical_hub_name
@@ -36,6 +37,7 @@ class ModelStore:
     def __init__(self, capacity: int = 2):
         self._sources: dict[str, str | Path] = {BUNDLED_NAME: BUNDLED_MODEL_NAME}  # name → what to load
         self._loaded = KeyedCache(bound=capacity)  # name → LoadedModel, one unit of capacity each
+        self._snapshots = KeyedCache(bound=2)  # (name, step) → GPT2: a training run's past weights
 
     @property
     def capacity(self) -> int:
@@ -92,13 +94,47 @@ class ModelStore:
         """The names of the models in memory, least recently used first."""
         return self._loaded.keys()
 
+    def directory(self, name) -> Path | None:
+        """The local directory a model was loaded from (its training history lives there); None for
+        the Hub's models."""
+        source = self._sources.get(self.resolve(name))
+        if source == BUNDLED_MODEL_NAME:
+            return BUNDLED_MODEL_DIR
+        return None if source is None else Path(source)
+
+    def history(self, name) -> list[dict]:
+        """The rows of the model's training history (`gpt2.history`), or UserInputError saying it has none."""
+        directory = self.directory(name)
+        if directory is None:
+            raise UserInputError(f"{self.resolve(name)} has no training history: it comes from the Hugging Face Hub")
+        try:
+            rows = history.read_history(directory)
+        except history.HistoryError as exc:
+            raise UserInputError(str(exc)) from None
+        if not rows:
+            raise UserInputError(f"{self.resolve(name)}'s training history is empty")
+        return rows
+
+    def snapshot_steps(self, name) -> list[int]:
+        directory = self.directory(name)
+        return [] if directory is None else list(history.snapshot_steps(directory))
+
+    def snapshot(self, name, step: int) -> GPT2:
+        """The model's weights at training step `step` (a snapshot of its run), loaded once."""
+        name = self.resolve(name)
+        directory = self.directory(name)
+        found = {} if directory is None else history.snapshot_steps(directory)
+        if step not in found:
+            raise UserInputError(f"{name} has no snapshot at step {step}")
+        return self._snapshots.get((name, step), lambda: self._load(name, found[step]))
+
     def _get_loaded(self, name) -> LoadedModel:
         name = self.resolve(name)
         return self._loaded.get(name, lambda: LoadedModel(self._load(name)))
 
-    def _load(self, name: str) -> GPT2:
+    def _load(self, name: str, source=None) -> GPT2:
         try:
-            return GPT2.from_pretrained(self._sources.get(name, name), device=default_device())
+            return GPT2.from_pretrained(source or self._sources.get(name, name), device=default_device())
         except ModelLoadError as exc:
             raise UserInputError(str(exc)) from None
 

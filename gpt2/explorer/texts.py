@@ -15,7 +15,7 @@ PATCH_EXAMPLE = (
     "sword crown honey winter tongue lamb night castle. sword crown honey river",
 )
 CLEAN, ABLATED = "clean", "ablated"
-ATTENTION_TAB, WEIGHTS_TAB = "attention", "weights"
+ATTENTION_TAB, WEIGHTS_TAB, TRAINING_TAB = "attention", "weights", "training"
 CIRCUIT_PANEL = "circuit"  # the Lab's Circuit sub-tab
 TASK_SEED = 2  # the task presets' first pair (the tutorial's); another seed draws another
 ATTENDS_PANEL, WHY_PANEL = "attends", "why"  # the query's two panels in the Attention tab
@@ -42,6 +42,11 @@ MODEL_ROLES = "the model's own roles"  # the score map's choice that shows roles
 WEIGHTS_START = (
     "What each head reads and writes, from the weights alone: click a cell of the composition map, "
     "or a partner, to open that head's passport."
+)
+TRAINING_NONE = "No training history for this model."
+TRAINING_START = (
+    "How this model's heads formed during training, from the history its run recorded "
+    "(`python -m gpt2.train` writes one; serve the run with `--model DIR`)."
 )
 QK_START = "Click a token or a heatmap cell: why that query attends to that key, part by part."
 WAITING = "Generating… the maps appear when the text is complete."

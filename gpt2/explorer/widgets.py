@@ -151,6 +151,17 @@ class Widgets:
     circ_graph: gr.Plot
     circ_curve: gr.Plot
     circuit_nodes: gr.State
+    training_status: gr.Textbox
+    training_md: gr.Markdown
+    train_loss_plot: gr.Plot
+    train_icl_plot: gr.Plot
+    train_score: gr.Radio
+    train_heads_plot: gr.Plot
+    replay: gr.Column
+    train_step: gr.Slider
+    train_head: gr.Dropdown
+    train_heatmap: gr.Plot
+    train_grid: gr.Plot
     lab_export_btn: gr.Button
     lab_exports: gr.File
 

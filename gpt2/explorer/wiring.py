@@ -11,6 +11,7 @@ from .generation_tab import clear_text_views, lab_text_plots, loss_chips, run_ge
 from .heads_tab import export_weights, show_card, show_composition, show_model_heads, show_scores
 from .lab_tab import export_lab, lab_ablate, lab_attribute, lab_loss_and_lens, tutorial_step
 from .texts import REPEATED_EXAMPLE
+from .training_tab import replay_text, show_head_lines, show_step, show_training
 from .widgets import w
 
 
@@ -53,14 +54,23 @@ def wire(demo: gr.Blocks) -> None:
         **private,
     )
     generation.then(refresh_views, view_inputs, view_outputs, **private)
+    replay = dict(inputs=[w.model_box, w.train_step, w.train_head, w.train_score, w.session_state], **private)
+    replay["outputs"] = [w.train_heatmap, w.train_grid, w.train_heads_plot, w.training_status, w.train_step]
+    generation.then(replay_text, **replay)
     # cancel first, then count: the last tokens streamed before the cancel took effect are in the session
     w.stop_btn.click(None, cancels=[generation], **private).then(
         stopped, [w.session_state], [w.status_box, w.generate_btn, w.stop_btn], **private
     ).then(refresh_views, view_inputs, view_outputs, **private)
     # .select, not .input: Gradio's dropdown sends .input twice for one choice (two runs, two toasts)
+    training = dict(
+        fn=show_training,
+        inputs=[w.model_box, w.train_score, w.session_state],
+        outputs=[w.training_status, w.training_md, w.train_loss_plot, w.train_icl_plot, w.train_heads_plot]
+        + [w.replay, w.train_step, w.train_head, w.train_heatmap, w.train_grid],
+    )
     w.model_box.select(switch_model, [w.model_box, w.session_state], [w.model_box, w.status_box], **private).then(
         show_model_heads, **model_heads, **private
-    )
+    ).then(**training, **private)
     gr.on(
         [w.head_box.input, w.options_box.input, w.run_box.input],
         update_head,
@@ -140,6 +150,11 @@ def wire(demo: gr.Blocks) -> None:
     # with --model checkpoints in the list, then the chosen model's heads (no text needed)
     demo.load(lambda: gr.update(choices=service.models().choices()), outputs=w.model_box, **private).then(
         show_model_heads, **model_heads, **private
+    ).then(**training, **private)
+    for event in (w.train_step.release, w.train_head.select):
+        event(show_step, **replay).then(**scroll_to("#train-heatmap"), **private)
+    w.train_score.input(
+        show_head_lines, [w.model_box, w.train_score, w.train_step], [w.train_heads_plot, w.training_status], **private
     )
     w.comp_mode.input(
         show_composition,
@@ -170,6 +185,7 @@ def wire(demo: gr.Blocks) -> None:
     gr.api(api.api_attribute, api_name="attribute", **lab_group)
     gr.api(api.api_circuit, api_name="circuit", **lab_group)
     gr.api(api.api_task, api_name="task")
+    gr.api(api.api_history, api_name="history")
 
 
 def drop_exports(request: gr.Request):

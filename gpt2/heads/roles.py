@@ -82,12 +82,16 @@ def duplicate_token_score(attn: torch.Tensor, ids) -> torch.Tensor:
     return (on_target / beyond.clamp_min(1e-12)).mean(-1)
 
 
+def repeated_sequences(pool: torch.Tensor, batch: int = BATCH, length: int = LENGTH) -> torch.Tensor:
+    """(batch, 2 length) random sequences of `length` distinct tokens from `pool`, each repeated once
+    (sequence i drawn with seed i, so the same pool always gives the same batch)."""
+    return torch.stack([random_repeated_tokens(length, pool, seed) for seed in range(batch)])
+
+
 @torch.no_grad()
-def random_sequence_scores(model, pool: torch.Tensor, batch: int = BATCH, length: int = LENGTH) -> dict:
-    """(L, H) previous-token, duplicate-token and induction scores averaged over `batch` random
-    sequences of `length` distinct tokens from `pool`, each repeated once."""
-    length = min(length, model.config.block_size // 2, pool.numel())
-    idx = torch.stack([random_repeated_tokens(length, pool, seed) for seed in range(batch)])  # (B, 2 length)
+def sequence_scores(model, idx: torch.Tensor) -> dict:
+    """(L, H) previous-token, duplicate-token and induction scores averaged over `idx` (B, T), a batch
+    of sequences with one pattern of repeats (`repeated_sequences`)."""
     idx = idx.to(model.wte.weight.device)
     pattern_ids = idx[0].cpu()  # every sequence has the same pattern of repeats
     per_layer: list[dict] = [{} for _ in model.blocks]
@@ -108,6 +112,13 @@ def random_sequence_scores(model, pool: torch.Tensor, batch: int = BATCH, length
     with hooks(model, fns):
         model.run_blocks(model.embed(idx))
     return {name: torch.stack([s[name] for s in per_layer]).cpu() for name in per_layer[0]}
+
+
+def random_sequence_scores(model, pool: torch.Tensor, batch: int = BATCH, length: int = LENGTH) -> dict:
+    """(L, H) previous-token, duplicate-token and induction scores averaged over `batch` random
+    sequences of `length` distinct tokens from `pool`, each repeated once."""
+    length = min(length, model.config.block_size // 2, pool.numel())
+    return sequence_scores(model, repeated_sequences(pool, batch, length))
 
 
 def natural_sink_scores(model) -> torch.Tensor:

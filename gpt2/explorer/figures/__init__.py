@@ -25,6 +25,7 @@ from .series import (
     token_line,
 )
 from .style import escape_label, figure_bytes, figure_json, placeholder, token_label, with_title
+from .training import head_lines, training_curves
 
 DRAWINGS = {
     fn.__name__: fn
@@ -45,6 +46,8 @@ DRAWINGS = {
         role_map,
         circuit_graph,
         faithfulness_curve,
+        training_curves,
+        head_lines,
     )
 }
 
