@@ -62,7 +62,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> dict:
-    """Returns the medians in seconds: {"step", "validation before", "evaluation with history"}."""
+    """Returns the medians in seconds: {"step", "validation before", "evaluation with history", "of which the probes"}."""
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,6 +89,7 @@ def main(argv=None) -> dict:
         "step": step,
         "validation before": lambda: validation_before_histories(model, val_tokens, block, args.eval_windows),
         "evaluation with history": lambda: evaluation_with_history(model, val_tokens, block, args.eval_windows, probe),
+        "of which the probes": lambda: probe.head_scores(model),
     }
     times = {name: [] for name in turns}
     for fn in turns.values():
@@ -110,7 +111,8 @@ def main(argv=None) -> dict:
     interval = args.eval_interval * medians["step"]
     print(
         f"the history adds {extra * 1000:.0f} ms per evaluation: {100 * extra / interval:.1f}% of "
-        f"{args.eval_interval} steps; the whole evaluation is {100 * medians['evaluation with history'] / interval:.1f}%"
+        f"{args.eval_interval} steps; the whole evaluation is {100 * medians['evaluation with history'] / interval:.1f}%, "
+        f"the probes {100 * medians['of which the probes'] / interval:.2f}%"
     )
     return medians
 

@@ -19,6 +19,7 @@ from .data import token_pool
 from .heads.roles import BATCH, LENGTH, repeated_sequences, sequence_scores
 
 HISTORY_FILE = "history.jsonl"
+PROBE_FILE = "probe.json"  # the probe batch's token ids, so the explorer can show what was measured
 SNAPSHOTS_DIR = "snapshots"
 PROBE_POOL_SIZE = 500  # the most frequent training tokens: those a model learns first
 HEAD_SCORES = {"previous_token": "previous-token", "duplicate_token": "duplicate-token", "induction": "induction"}
@@ -50,6 +51,10 @@ class Probe:
         pool = probe_pool(train_tokens)
         length = min(LENGTH, block_size // 2, pool.numel())
         return cls(repeated_sequences(pool, BATCH, length))
+
+    def save(self, directory) -> None:
+        path = Path(directory) / PROBE_FILE
+        path.write_text(json.dumps({"sequences": self.sequences.tolist()}) + "\n", encoding="utf-8")
 
     def head_scores(self, model) -> dict[str, list]:
         """Field name → (L, H) nested lists of the model's scores on the batch (gpt2.heads.roles)."""
@@ -114,6 +119,15 @@ def rows_up_to(directory, step: int) -> list[dict]:
     if not history_path(directory).is_file():
         return []
     return [row for row in read_history(directory) if row["step"] <= step]
+
+
+def probe_sequence(directory) -> list[int] | None:
+    """The first sequence of the run's probe batch (random frequent tokens, repeated), if it kept one."""
+    path = Path(directory) / PROBE_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["sequences"][0]
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
 
 
 # -- snapshots

@@ -195,6 +195,7 @@ def train(args) -> None:
         )
     if is_main:
         history.write_history(out, rows)
+        probe.save(out)
         if not rows:  # a fresh run records where it starts
             measured = evaluate(model, split, config.block_size, args, probe)
             history.append_row(out, dict(step=0, tokens=0, train_loss=None, **measured, stage=args.stage))

@@ -9,7 +9,7 @@ import torch
 from gpt2 import GPT2
 from gpt2.data import read_corpus, split_tokens
 from gpt2.heads.roles import sequence_scores
-from gpt2.history import FIELDS, Probe, icl_positions, icl_score, read_history, snapshot_steps
+from gpt2.history import FIELDS, Probe, icl_positions, icl_score, probe_sequence, read_history, snapshot_steps
 from gpt2.loss import validation_token_losses
 from gpt2.tokenizer import get_tokenizer
 from gpt2.train import main
@@ -41,7 +41,9 @@ def test_a_run_records_one_row_per_evaluation_with_the_documented_fields(tmp_pat
     losses = validation_token_losses(model, split.val, 64, max_windows=4)
     assert rows[-1]["val_loss"] == pytest.approx(losses.double().mean().item(), abs=1e-6)
     assert rows[-1]["icl_score"] == pytest.approx(icl_score(losses), abs=1e-6)
-    scores = sequence_scores(model, Probe.for_run(split.train, 64).sequences)
+    probe = Probe.for_run(split.train, 64)
+    assert probe_sequence(out) == probe.sequences[0].tolist()  # kept beside the history, for the explorer
+    scores = sequence_scores(model, probe.sequences)
     assert torch.allclose(torch.tensor(rows[-1]["induction"]), scores["induction"], atol=1e-4)
     assert torch.allclose(torch.tensor(rows[-1]["previous_token"]), scores["previous-token"], atol=1e-4)
 

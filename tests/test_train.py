@@ -108,7 +108,8 @@ def test_train_saves_a_loadable_hf_checkpoint_and_eval_only(tmp_path, corpus, ca
     out = tmp_path / "run"
     main([*TINY, "--data", str(corpus), "--out", str(out), "--max-steps", "4", "--batch", "2"])
     assert re.search(r"step 4: train loss [\d.]+, val loss [\d.]+", logged(capsys))
-    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "train_state.pt", "history.jsonl"}
+    files = {"config.json", "model.safetensors", "train_state.pt", "history.jsonl", "probe.json"}
+    assert {p.name for p in out.iterdir()} == files
     assert [(h["step"], h["tokens"]) for h in history(out)] == [(0, 0), (2, 2 * 2 * 64), (4, 4 * 2 * 64)]
     state = torch.load(out / "train_state.pt", weights_only=True)
     assert state["step"] == 4 and state["history_start"] == {"step": 0, "tokens": 0}

@@ -115,6 +115,11 @@ class ModelStore:
             raise UserInputError(f"{self.resolve(name)}'s training history is empty")
         return rows
 
+    def probe_sequence(self, name) -> list[int] | None:
+        """The first sequence its run's head scores were measured on (`gpt2.history`), if any."""
+        directory = self.directory(name)
+        return None if directory is None else history.probe_sequence(directory)
+
     def snapshot_steps(self, name) -> list[int]:
         directory = self.directory(name)
         return [] if directory is None else list(history.snapshot_steps(directory))

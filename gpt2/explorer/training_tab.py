@@ -72,17 +72,21 @@ def show_training(model_name, field, session):
     return out | _replay(name, steps[-1], (layer, head), rows, field, session)
 
 
-def _text_ids(session: Session | None, block_size: int) -> tuple[list[int], str]:
-    """The visitor's text (as the model sees it), else the repeated example: the ids and what they are."""
+def _text_ids(name: str, session: Session | None, block_size: int) -> tuple[list[int], str]:
+    """What the replay shows, with what it is: the visitor's text (as the model sees it), else the
+    run's first probe sequence (what its induction scores were measured on), else the repeated example."""
     if session and session.ids:
         return session.window(block_size).ids, "your text"
+    probe = service.models().probe_sequence(name)
+    if probe:
+        return probe[:block_size], "the run's probe sequence (random frequent tokens, repeated)"
     return get_tokenizer().encode(REPEATED_EXAMPLE)[:block_size], "the repeated example"
 
 
 def _replay(name: str, step: int, head: tuple[int, int], rows, field: str, session) -> dict:
     """The heatmap and grid of the text at snapshot `step`, and the head lines marked at it."""
     model = service.models().snapshot(name, step)
-    ids, what = _text_ids(session, model.config.block_size)
+    ids, what = _text_ids(name, session, model.config.block_size)
     entry = service.analyses().get(f"{name} · step {step}", model, ids)
     chart, label = views.heatmap_view(model, entry, *head)
     heads = training_views.head_lines_view(rows, field, marked_step=step)

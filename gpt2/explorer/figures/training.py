@@ -11,8 +11,9 @@ STAGE_LINE = dict(color="rgba(128,128,128,0.7)", dash="dot", width=1)
 
 
 def _mark_stages(fig: go.Figure, stages: list) -> None:
-    """A dotted line and the stage's name where each stage of a recipe begins."""
-    for step, name in stages:
+    """A dotted line and the stage's name where each stage of a recipe begins (a run of one stage
+    has nothing to mark)."""
+    for step, name in stages if len(stages) > 1 else ():
         fig.add_vline(x=step, line=STAGE_LINE)
         fig.add_annotation(
             x=step, y=1, yref="paper", text=escape_label(name), showarrow=False, xanchor="left", yanchor="top"
