@@ -36,6 +36,8 @@ class HistoryError(ValueError):
 def probe_pool(train_tokens: torch.Tensor, size: int = PROBE_POOL_SIZE) -> torch.Tensor:
     """The `size` most frequent training tokens among those seen at least 5 times."""
     pool = token_pool(train_tokens)
+    if pool.numel() < 2:  # a text too short for counts to mean much: every token it has
+        pool = train_tokens.unique()
     counts = torch.bincount(train_tokens, minlength=int(pool.max()) + 1)[pool]
     return pool[counts.argsort(descending=True, stable=True)[:size]]
 
@@ -71,8 +73,9 @@ def rounded(values: list[list[float]], digits: int = 4) -> list[list[float]]:
 
 def icl_positions(block_size: int) -> tuple[slice, slice]:
     """The early and late positions the in-context-learning score compares: from 1/16 to 1/8 of the
-    context (16 to 31 of 256), and its last eighth (224 to 255 of 256)."""
-    return slice(block_size // 16, block_size // 8), slice(block_size - block_size // 8, block_size)
+    context (16 to 31 of 256), and its last eighth (224 to 255 of 256); one position each at least."""
+    eighth = max(1, block_size // 8)
+    return slice(block_size // 16, max(eighth, block_size // 16 + 1)), slice(block_size - eighth, block_size)
 
 
 def icl_score(losses: torch.Tensor) -> float:
@@ -114,8 +117,9 @@ def append_row(directory, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def rows_up_to(directory, step: int) -> list[dict]:
-    """The history's rows up to `step` (a resumed run drops what it will record again)."""
+def rows_up_to(directory, step: float = float("inf")) -> list[dict]:
+    """The history's rows up to `step` (a resumed run drops what it will record again); none if
+    `directory` has no history."""
     if not history_path(directory).is_file():
         return []
     return [row for row in read_history(directory) if row["step"] <= step]

@@ -139,7 +139,7 @@ def start_history(args, out: Path) -> tuple[list[dict], dict]:
     """A fresh run's first rows and where its own steps and tokens start: the rows of --init-from's
     history, if it has one, which this run's steps follow on from."""
     source = args.init_from and Path(args.init_from)
-    rows = history.rows_up_to(source, float("inf")) if source and source.is_dir() else []
+    rows = history.rows_up_to(source) if source and source.is_dir() else []
     start = {"step": rows[-1]["step"], "tokens": rows[-1]["tokens"]} if rows else {"step": 0, "tokens": 0}
     return rows, start
 
@@ -196,7 +196,7 @@ def train(args) -> None:
     if is_main:
         history.write_history(out, rows)
         probe.save(out)
-        if not rows:  # a fresh run records where it starts
+        if not rows and not resumed:  # a fresh run records where it starts
             measured = evaluate(model, split, config.block_size, args, probe)
             history.append_row(out, dict(step=0, tokens=0, train_loss=None, **measured, stage=args.stage))
         if not resumed:
@@ -240,11 +240,11 @@ def train(args) -> None:
         if is_main:
             keep_snapshot(model, start["step"] + step + 1, out, args)
         if is_main and (last or (args.eval_interval and (step + 1) % args.eval_interval == 0)):
-            probe_started = time.perf_counter()
+            eval_started = time.perf_counter()
             measured = evaluate(model, split, config.block_size, args, probe)
             tokens = start["tokens"] + (step + 1) * tokens_per_step
             row = dict(step=start["step"] + step + 1, tokens=tokens, train_loss=train_loss, **measured)
-            row |= dict(stage=args.stage, minutes=elapsed / 60, eval_seconds=time.perf_counter() - probe_started)
+            row |= dict(stage=args.stage, minutes=elapsed / 60, eval_seconds=time.perf_counter() - eval_started)
             history.append_row(out, row)  # before the checkpoint: a resume drops it if that never lands
             progress.write(
                 f"step {step + 1}: train loss {train_loss:.4f}, val loss {row['val_loss']:.4f}, "

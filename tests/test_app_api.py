@@ -5,6 +5,8 @@ import torch
 
 from gpt2 import GPT2
 from gpt2.explorer.models import BUNDLED_NAME
+from gpt2.history import read_history
+from gpt2.paths import BUNDLED_MODEL_DIR
 from gpt2.tokenizer import get_tokenizer
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -18,7 +20,8 @@ def client(app_server):
 
 def test_api_lists_the_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/generate", "/attention", "/loss", "/logit_lens", "/head_effects", "/ablate", "/patch"} <= set(endpoints)
+    expected = {"/generate", "/attention", "/loss", "/logit_lens", "/head_effects", "/ablate", "/patch", "/history"}
+    assert expected <= set(endpoints)
     names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
     assert names == ["prompt", "model", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "fast_decode"]
 
@@ -194,3 +197,11 @@ def test_circuit_endpoints(client):
 def test_circuit_errors_are_one_line(client, args, api, message):
     with pytest.raises(Exception, match=message):
         client.predict(*args, api_name=api)
+
+
+def test_history_endpoint_serves_the_rows_as_written(client):
+    rows = client.predict(BUNDLED_NAME, api_name="/history")["rows"]
+    assert rows == read_history(BUNDLED_MODEL_DIR)
+    assert rows[0]["step"] == 0 and len(rows[0]["induction"]) == 6 and len(rows[0]["induction"][0]) == 4
+    with pytest.raises(Exception, match="gpt2 has no training history: it comes from the Hugging Face Hub"):
+        client.predict("gpt2", api_name="/history")
