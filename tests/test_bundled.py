@@ -26,8 +26,8 @@ def split():
 
 def test_checkpoint_is_small_and_complete():
     sizes = {path.name: path.stat().st_size for path in BUNDLED_MODEL_DIR.iterdir()}
-    assert set(sizes) == {"config.json", "model.safetensors"}
-    assert sum(sizes.values()) <= 25_000_000
+    assert set(sizes) == {"config.json", "model.safetensors", "history.jsonl"}  # no snapshots
+    assert sum(sizes.values()) <= 25_000_000 and sizes["history.jsonl"] <= 300_000
 
 
 def test_loads_offline_in_float32_and_generates(model, monkeypatch):
