@@ -43,9 +43,10 @@ def _best_head(rows, field) -> tuple[int, int]:
 
 
 @user_errors("training_status")
+@on_gpu
 def show_training(model_name, field, session):
-    """The chosen model's history; with snapshots, the replay at the last one (on page load, on a
-    change of model or of score)."""
+    """The chosen model's history and, with snapshots, the replay at the last one (on page load and
+    when the model changes)."""
     store = service.models()
     try:
         rows = store.history(model_name)

@@ -119,7 +119,8 @@ def _formation(rows: list[dict], field: str) -> str:
         return f"no {name} head yet (best {best:.2f} at the last step; the role needs {threshold(field)})"
     first = [c for c in found if c.step == found[0].step]
     heads = ", ".join(c.name for c in first)
-    more = f"; {len(found) - len(first)} more head(s) later" if len(found) > len(first) else ""
+    later = found[len(first) :]
+    more = f"; {len(later)} more by step {later[-1].step:,} ({', '.join(c.name for c in later)})" if later else ""
     return f"**{name}** forms at step {found[0].step:,} ({heads}){more}"
 
 
