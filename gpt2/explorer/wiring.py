@@ -54,20 +54,21 @@ def wire(demo: gr.Blocks) -> None:
         **private,
     )
     generation.then(refresh_views, view_inputs, view_outputs, **private)
+    # a new text: the Training tab's replay, where there is one, redrawn on it
     replay = dict(inputs=[w.model_box, w.train_step, w.train_head, w.train_score, w.session_state], **private)
     replay["outputs"] = [w.train_heatmap, w.train_grid, w.train_heads_plot, w.training_status, w.train_step]
     generation.then(replay_text, **replay)
     # cancel first, then count: the last tokens streamed before the cancel took effect are in the session
     w.stop_btn.click(None, cancels=[generation], **private).then(
         stopped, [w.session_state], [w.status_box, w.generate_btn, w.stop_btn], **private
-    ).then(refresh_views, view_inputs, view_outputs, **private)
-    # .select, not .input: Gradio's dropdown sends .input twice for one choice (two runs, two toasts)
+    ).then(refresh_views, view_inputs, view_outputs, **private).then(replay_text, **replay)
     training = dict(
         fn=show_training,
         inputs=[w.model_box, w.train_score, w.session_state],
         outputs=[w.training_status, w.training_md, w.train_loss_plot, w.train_icl_plot, w.train_heads_plot]
         + [w.replay, w.train_step, w.train_head, w.train_heatmap, w.train_grid],
     )
+    # .select, not .input: Gradio's dropdown sends .input twice for one choice (two runs, two toasts)
     w.model_box.select(switch_model, [w.model_box, w.session_state], [w.model_box, w.status_box], **private).then(
         show_model_heads, **model_heads, **private
     ).then(**training, **private)
