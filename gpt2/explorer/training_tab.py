@@ -62,7 +62,11 @@ def show_training(model_name, field, session):
         w.train_heads_plot: plot_view(training_views.head_lines_view(rows, field)),
         w.replay: gr.update(visible=bool(steps)),
     }
-    replay = "Drag the step slider to replay the run's snapshots." if steps else "This run kept no snapshots."
+    replay = (
+        "Drag the step slider to replay the run's snapshots."
+        if steps
+        else "No snapshots to replay (a run keeps them with --snapshot-every N)."
+    )
     out[w.training_status] = f"{name}: training history of {len(rows)} evaluations. {replay}"
     if not steps:
         return out
