@@ -4,7 +4,6 @@ a run of our own served with --model whose step slider replays its snapshots on 
 Skipped when /usr/bin/chromium or playwright is missing.
 """
 
-
 import pytest
 import torch
 from conftest import CHROMIUM, DESKTOP, PHONE, running_app
