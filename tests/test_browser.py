@@ -13,6 +13,8 @@ from contextlib import contextmanager
 import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS, DESKTOP, HOSTILE_STRINGS, PHONE
 
+from gpt2.tokenizer import get_tokenizer
+
 pytestmark = pytest.mark.slow
 
 if not CHROMIUM.exists():
@@ -67,6 +69,13 @@ TOKEN_CHIPS = "#chips .token:has(.text:not(.unlabeled))"  # not the ✂ marker b
 
 def chip_texts(page) -> list[str]:
     return page.locator(f"{TOKEN_CHIPS} .text").all_text_contents()
+
+
+def text_length(page) -> int:
+    """Tokens of the text shown: the chips, and those the ✂ marker says came before them (a text
+    longer than the context)."""
+    cut = re.match(r"✂ ([\d,]+) earlier", page.locator("#chips .textfield").inner_text())
+    return len(chip_texts(page)) + (int(cut.group(1).replace(",", "")) if cut else 0)
 
 
 def generate(page, prompt: str, max_tokens: int | None = None) -> list[str]:
@@ -226,9 +235,9 @@ def test_desktop_every_answer_is_in_view(app_server):
         page.locator("#stop").click()
         expect(status(page)).to_have_value(re.compile(r"^Stopped after \d+ new tokens\.$"), timeout=WAIT_MS)
         page.wait_for_timeout(1500)
-        stopped_at = len(chip_texts(page))
+        stopped_at = text_length(page)
         page.wait_for_timeout(2000)
-        assert len(chip_texts(page)) == stopped_at, "text kept streaming after Stop"
+        assert text_length(page) == stopped_at, "text kept streaming after Stop"
         said = int(re.search(r"after (\d+)", status(page).input_value()).group(1))
         prompt_chips = len(chips) - 150
         assert abs(said - (stopped_at - prompt_chips)) <= 2
@@ -244,6 +253,7 @@ def test_long_messages_are_whole_and_long_prompts_are_cut_where_marked(app_serve
         assert box.evaluate("(e) => e.scrollHeight <= e.clientHeight + 1"), "the status box cuts its message"
         assert not chips[0].startswith("✂")  # the marker is plain text, not a clickable chip
         assert page.locator("#chips .textfield").inner_text().startswith("✂")
+        assert text_length(page) == len(get_tokenizer().encode("word " * 400)) + 4  # the marker counts the rest
         assert (
             len(chips) == 256
             and page.evaluate("() => document.querySelector('#heatmap .js-plotly-plot').data[0].y.length") == 256
