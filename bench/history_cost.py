@@ -22,8 +22,8 @@ from gpt2 import GPT2  # noqa: E402
 from gpt2.config import PRESETS, VOCAB_SIZE  # noqa: E402
 from gpt2.curriculum import lm_loss  # noqa: E402
 from gpt2.heads.roles import BATCH, LENGTH, repeated_sequences  # noqa: E402
-from gpt2.history import Probe, icl_score  # noqa: E402
-from gpt2.loss import chunked_cross_entropy, validation_token_losses  # noqa: E402
+from gpt2.history import Probe, measure  # noqa: E402
+from gpt2.loss import chunked_cross_entropy  # noqa: E402
 from gpt2.precision import autocast_dtype  # noqa: E402
 from gpt2.train import make_optimizer  # noqa: E402
 
@@ -39,11 +39,6 @@ def validation_before_histories(model, tokens, block_size: int, windows: int) ->
         hidden = model(inputs[start : start + 16], return_hidden=True)
         total += chunked_cross_entropy(hidden, model.lm_head.weight, targets[start : start + 16]).item() * len(hidden)
     return total / windows
-
-
-def evaluation_with_history(model, tokens, block_size: int, windows: int, probe: Probe) -> dict:
-    losses = validation_token_losses(model, tokens, block_size, max_windows=windows)
-    return dict(val_loss=losses.mean().item(), icl_score=icl_score(losses), **probe.head_scores(model))
 
 
 def parse_args(argv=None):
@@ -88,7 +83,7 @@ def main(argv=None) -> dict:
     turns = {
         "step": step,
         "validation before": lambda: validation_before_histories(model, val_tokens, block, args.eval_windows),
-        "evaluation with history": lambda: evaluation_with_history(model, val_tokens, block, args.eval_windows, probe),
+        "evaluation with history": lambda: measure(model, val_tokens, block, probe, args.eval_windows),
         "of which the probes": lambda: probe.head_scores(model),
     }
     times = {name: [] for name in turns}

@@ -17,6 +17,7 @@ import torch
 
 from .data import token_pool
 from .heads.roles import BATCH, LENGTH, repeated_sequences, sequence_scores
+from .loss import validation_token_losses
 
 HISTORY_FILE = "history.jsonl"
 PROBE_FILE = "probe.json"  # the probe batch's token ids, so the explorer can show what was measured
@@ -83,6 +84,13 @@ def icl_score(losses: torch.Tensor) -> float:
     (windows, T) of held-out text: below 0 when later tokens gain from the context before them."""
     early, late = icl_positions(losses.size(-1))
     return (losses[:, late].mean() - losses[:, early].mean()).item()
+
+
+def measure(model, val_tokens: torch.Tensor, block_size: int, probe: Probe, max_windows: int | None = None) -> dict:
+    """The fields of a history row that measure the model: the validation loss and the
+    in-context-learning score from one pass over held-out windows, and the probe's head scores."""
+    losses = validation_token_losses(model, val_tokens, block_size, max_windows=max_windows)
+    return dict(val_loss=losses.double().mean().item(), icl_score=icl_score(losses), **probe.head_scores(model))
 
 
 # -- the file

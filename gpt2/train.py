@@ -24,7 +24,7 @@ from tqdm import tqdm
 from . import curriculum, history, recipes
 from .config import PRESETS, VOCAB_SIZE, GPT2Config
 from .data import read_corpus, split_tokens
-from .loss import validation_loss, validation_token_losses
+from .loss import validation_loss
 from .model import GPT2
 from .precision import autocast_dtype, default_device
 from .weights import ModelLoadError
@@ -144,13 +144,6 @@ def start_history(args, out: Path) -> tuple[list[dict], dict]:
     return rows, start
 
 
-def evaluate(model, split, block_size: int, args, probe: history.Probe) -> dict:
-    """The fields of a history row that measure the model: losses and head scores (docs/training.md)."""
-    losses = validation_token_losses(model, split.val, block_size, max_windows=args.eval_windows)
-    scores = probe.head_scores(model)
-    return dict(val_loss=losses.double().mean().item(), icl_score=history.icl_score(losses), **scores)
-
-
 def keep_snapshot(model, step: int, out: Path, args) -> None:
     """At every --snapshot-every steps (of the history's count), the weights in float16."""
     if args.snapshot_every and step % args.snapshot_every == 0:
@@ -197,7 +190,7 @@ def train(args) -> None:
         history.write_history(out, rows)
         probe.save(out)
         if not rows and not resumed:  # a fresh run records where it starts
-            measured = evaluate(model, split, config.block_size, args, probe)
+            measured = history.measure(model, split.val, config.block_size, probe, args.eval_windows)
             history.append_row(out, dict(step=0, tokens=0, train_loss=None, **measured, stage=args.stage))
         if not resumed:
             keep_snapshot(model, start["step"], out, args)
@@ -241,7 +234,7 @@ def train(args) -> None:
             keep_snapshot(model, start["step"] + step + 1, out, args)
         if is_main and (last or (args.eval_interval and (step + 1) % args.eval_interval == 0)):
             eval_started = time.perf_counter()
-            measured = evaluate(model, split, config.block_size, args, probe)
+            measured = history.measure(model, split.val, config.block_size, probe, args.eval_windows)
             tokens = start["tokens"] + (step + 1) * tokens_per_step
             row = dict(step=start["step"] + step + 1, tokens=tokens, train_loss=train_loss, **measured)
             row |= dict(stage=args.stage, minutes=elapsed / 60, eval_seconds=time.perf_counter() - eval_started)

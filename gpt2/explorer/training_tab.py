@@ -93,10 +93,11 @@ def _replay(name: str, step: int, head: tuple[int, int], rows, field: str, sessi
     model = service.models().snapshot(name, step)
     ids, what = _text_ids(name, session, model.config.block_size)
     entry = service.analyses().get(f"{name} · step {step}", model, ids)
-    chart, label = views.heatmap_view(model, entry, *head)
+    chart, _ = views.heatmap_view(model, entry, *head)
     heads = training_views.head_lines_view(rows, field, marked_step=step)
+    label = f"Step {step:,}: {views.head_name(entry, *head)}: queries down, keys across, on {what}"
     return {
-        w.train_heatmap: plot(chart, label=f"Step {step:,}: {label.replace('Attention of ', '')}, on {what}"),
+        w.train_heatmap: plot(chart, label=label),
         w.train_grid: plot(views.grid_view(entry, head), label=f"Step {step:,}: every head on {what}"),
         w.train_heads_plot: plot_view(heads),
     }
